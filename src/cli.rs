@@ -1,0 +1,157 @@
+//! The command line: flags for the everyday settings (they override the file), and subcommands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, LogFormat, Overrides};
+
+/// Exit code for a command-line usage error (sysexits EX_USAGE).
+pub const EXIT_USAGE: u8 = 64;
+/// Exit code when the daemon cannot start because of its configuration (sysexits EX_CONFIG).
+pub const EXIT_CONFIG: u8 = 78;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "prismwatch",
+    version,
+    about = "Host observability agent: collects host metrics, keeps a bounded history, serves /metrics."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Configuration file (TOML). Without it the embedded defaults are used.
+    #[arg(long, value_name = "FILE", env = "PRISMWATCH_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// Address to serve on, e.g. 127.0.0.1:9777 (overrides web.listen).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<String>,
+
+    /// Directory for durable state (overrides state_dir).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Rule file or directory; repeatable (added to the file's rules).
+    #[arg(long = "rules", value_name = "PATH")]
+    pub rules: Vec<PathBuf>,
+
+    /// Host collection interval, e.g. 1s or 15s (overrides host.interval).
+    #[arg(long, value_name = "DURATION")]
+    pub host_interval: Option<String>,
+
+    /// Log level or filter, e.g. debug or prismwatch=debug,info (RUST_LOG wins).
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+
+    /// Log format.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a configuration file without starting; exits non-zero on any error.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+impl Cli {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen.clone(),
+            state_dir: self.state_dir.clone(),
+            rules: self.rules.clone(),
+            log_level: self.log_level.clone(),
+            log_format: self.log_format,
+            host_interval: self.host_interval.clone(),
+        }
+    }
+}
+
+/// Parses the command line and runs what it asks for.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match &cli.command {
+        Some(Command::CheckConfig { file }) => check_config(file, &cli.overrides()),
+        None => run_daemon(&cli),
+    }
+}
+
+fn check_config(file: &std::path::Path, overrides: &Overrides) -> ExitCode {
+    match config::load(Some(file), overrides) {
+        Ok(config) => {
+            println!(
+                "{}: valid (listen {}, host collector {}, history {} / {} series)",
+                file.display(),
+                config.web.listen,
+                if config.host.enabled {
+                    format!("every {}", humantime::format_duration(config.host.interval))
+                } else {
+                    "disabled".to_string()
+                },
+                humantime::format_duration(config.history.retention),
+                config.history.max_series
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{} error(s) in {}", errors.0.len(), file.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_daemon(cli: &Cli) -> ExitCode {
+    let overrides = cli.overrides();
+    let config = match config::load(cli.config.as_deref(), &overrides) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!(
+                "prismwatch did not start: fix the configuration (check it with `prismwatch check-config FILE`)."
+            );
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    crate::logging::init(&config.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        // Collection and scrapes are light; two workers keep the footprint small.
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .thread_name("prismwatch")
+        .enable_all()
+        .build();
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(crate::daemon::run(cli.config.clone(), overrides, config));
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "prismwatch stopped.");
+            ExitCode::FAILURE
+        }
+    }
+}

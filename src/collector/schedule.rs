@@ -1,0 +1,169 @@
+//! The per-collector loop: wait for the next aligned tick, collect under a timeout, write the
+//! batch into the history, record self-metrics.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::Collector;
+use crate::config::CollectorSchedule;
+use crate::history::History;
+use crate::model::Batch;
+
+/// Which collectors have completed a first collection; `/readyz` answers from it.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    collected: Arc<Mutex<BTreeMap<String, bool>>>,
+}
+
+impl Readiness {
+    /// Registers a collector that has not collected yet.
+    pub fn expect(&self, name: &str) {
+        if let Ok(mut map) = self.collected.lock() {
+            map.entry(name.to_string()).or_insert(false);
+        }
+    }
+
+    /// Forgets a collector removed by a reload.
+    pub fn forget(&self, name: &str) {
+        if let Ok(mut map) = self.collected.lock() {
+            map.remove(name);
+        }
+    }
+
+    fn mark(&self, name: &str) {
+        if let Ok(mut map) = self.collected.lock() {
+            map.insert(name.to_string(), true);
+        }
+    }
+
+    /// The collectors that have not completed a collection yet; empty means ready.
+    pub fn pending(&self) -> Vec<String> {
+        self.collected
+            .lock()
+            .map(|map| {
+                map.iter()
+                    .filter(|(_, done)| !**done)
+                    .map(|(n, _)| n.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Runs `collector` until `cancel` fires.
+///
+/// Ticks are aligned to multiples of the interval on the wall clock and the batch is stamped
+/// with the tick's time, so timestamps are exactly regular (which the history compresses to one
+/// bit) and every series of a batch shares one timestamp. A collection that overruns its
+/// interval skips the ticks it missed and counts them.
+pub async fn run_collector<C: Collector>(
+    mut collector: C,
+    schedule: CollectorSchedule,
+    history: Arc<RwLock<History>>,
+    readiness: Readiness,
+    cancel: CancellationToken,
+) {
+    let name = collector.name().to_string();
+    let labels = [("collector", name.clone())];
+    metrics::gauge!("prismwatch_collector_interval_seconds", &labels)
+        .set(schedule.interval.as_secs_f64());
+    metrics::gauge!("prismwatch_collector_timeout_seconds", &labels)
+        .set(schedule.timeout.as_secs_f64());
+    readiness.expect(&name);
+    let interval_ms = schedule.interval.as_millis().max(1) as i64;
+    let mut failing = false;
+    let mut last_tick: Option<i64> = None;
+    loop {
+        // The first collection runs at once, so the daemon is ready quickly; later ones are
+        // aligned to the interval.
+        let tick = match last_tick {
+            None => now_ms(),
+            Some(previous) => {
+                let now = now_ms();
+                let next = (now.div_euclid(interval_ms) + 1) * interval_ms;
+                let skipped = (next - previous) / interval_ms - 1;
+                if skipped > 0 && previous % interval_ms == 0 {
+                    metrics::counter!("prismwatch_collector_missed_intervals_total", &labels)
+                        .increment(skipped as u64);
+                }
+                let wait = Duration::from_millis((next - now).max(0) as u64);
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                next
+            }
+        };
+        last_tick = Some(tick);
+        let started = Instant::now();
+        let outcome = tokio::select! {
+            _ = cancel.cancelled() => break,
+            outcome = tokio::time::timeout(schedule.timeout, collector.collect()) => outcome,
+        };
+        let elapsed = started.elapsed().as_secs_f64();
+        metrics::gauge!("prismwatch_collector_duration_seconds", &labels).set(elapsed);
+        let (batch, result) = match outcome {
+            Ok(Ok(batch)) => {
+                if failing {
+                    info!(collector = %name, "Collector recovered.");
+                }
+                failing = false;
+                (batch, "success")
+            }
+            Ok(Err(error)) => {
+                if !failing {
+                    warn!(collector = %name, %error, "Collection failed; its series are marked stale until it recovers.");
+                } else {
+                    debug!(collector = %name, %error, "Collection still failing.");
+                }
+                failing = true;
+                (Batch::new(), "error")
+            }
+            Err(_) => {
+                if !failing {
+                    warn!(collector = %name, timeout = ?schedule.timeout, "Collection timed out; its series are marked stale until it recovers.");
+                }
+                failing = true;
+                (Batch::new(), "timeout")
+            }
+        };
+        metrics::counter!("prismwatch_collector_runs_total", "collector" => name.clone(), "result" => result)
+            .increment(1);
+        metrics::gauge!("prismwatch_collector_success", &labels).set(if result == "success" {
+            1.0
+        } else {
+            0.0
+        });
+        if result == "success" {
+            metrics::gauge!(
+                "prismwatch_collector_last_success_timestamp_seconds",
+                &labels
+            )
+            .set(tick as f64 / 1000.0);
+        }
+        let samples = batch.len();
+        let report = match history.write() {
+            Ok(mut history) => history.ingest(&name, tick, batch),
+            Err(_) => break,
+        };
+        if report.dropped_over_cap > 0 {
+            metrics::counter!("prismwatch_history_series_dropped_total", &labels)
+                .increment(report.dropped_over_cap as u64);
+            warn!(collector = %name, dropped = report.dropped_over_cap, "History series cap reached; new series dropped. Raise history.max_series if this is expected.");
+        }
+        debug!(collector = %name, samples, elapsed, ?report, "Collected.");
+        readiness.mark(&name);
+    }
+}
+
+/// Wall-clock milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,391 @@
+//! The daemon's runbook: start the components, wait for signals, reload, drain.
+//!
+//! Components: one task per collector (restarted when their schedule changes), the HTTP server
+//! (rebound when its address or TLS files change), a maintenance task (history retention and
+//! size gauges), the telemetry upkeep, and the systemd watchdog. All are registered with one
+//! `TaskTracker` so shutdown waits for each of them, bounded by a grace period.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use sd_notify::NotifyState;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::collector::host::HostCollector;
+use crate::collector::process::ProcessCollector;
+use crate::collector::{Readiness, run_collector};
+use crate::config::{self, CollectorSchedule, Config, Overrides, WebAuth};
+use crate::history::{History, HistoryLimits};
+use crate::http::{self, AppState};
+use crate::telemetry;
+
+/// Time allowed for every task to stop after SIGTERM; systemd's default stop timeout is longer,
+/// the brief's limit is 5 s.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(4_500);
+
+/// How often retention is applied and size gauges refreshed.
+const MAINTENANCE_PERIOD: Duration = Duration::from_secs(5);
+
+/// Runs until SIGTERM or SIGINT.
+pub async fn run(
+    config_path: Option<PathBuf>,
+    overrides: Overrides,
+    config: Config,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.state_dir).with_context(|| {
+        format!(
+            "cannot create the state directory {}; choose a writable one with --state-dir",
+            config.state_dir.display()
+        )
+    })?;
+    let telemetry = telemetry::install().context("cannot install the self-metrics recorder")?;
+    let history = Arc::new(RwLock::new(History::new(history_limits(&config))));
+    let readiness = Readiness::default();
+    let auth = Arc::new(RwLock::new(config.web.auth.clone()));
+    let tracker = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    let state = AppState {
+        history: Arc::clone(&history),
+        telemetry: telemetry.clone(),
+        readiness: readiness.clone(),
+        auth: Arc::clone(&auth),
+    };
+
+    let mut server = Server::start(&config, state.clone(), &tracker, &shutdown).await?;
+    let mut collectors = Collectors::start(&config, &history, &readiness, &tracker, &shutdown);
+    spawn_maintenance(&history, &tracker, &shutdown);
+    spawn_upkeep(telemetry, &tracker, &shutdown);
+    spawn_watchdog(&history, &tracker, &shutdown);
+    record_reload(true);
+    info!(
+        listen = %config.web.listen,
+        config = %config.origin,
+        tls = config.web.tls.is_some(),
+        auth = config.web.auth.is_enabled(),
+        "Serving metrics on {}://{}/metrics.",
+        if config.web.tls.is_some() { "https" } else { "http" },
+        config.web.listen
+    );
+    notify(&[
+        NotifyState::Ready,
+        NotifyState::Status(&format!("Serving on {}", config.web.listen)),
+    ]);
+
+    let mut current = config;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    let mut hangup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            _ = hangup.recv() => {
+                notify(&[NotifyState::Reloading]);
+                match config::load(config_path.as_deref(), &overrides) {
+                    Ok(next) => {
+                        match apply(&current, &next, &history, &auth, &readiness, &mut server, &mut collectors, &state, &tracker, &shutdown).await {
+                            Ok(()) => {
+                                info!(config = %next.origin, "Configuration reloaded.");
+                                record_reload(true);
+                                current = next;
+                            }
+                            Err(error) => {
+                                error!(error = format!("{error:#}"), "Configuration reload refused; the previous configuration keeps running.");
+                                record_reload(false);
+                            }
+                        }
+                    }
+                    Err(errors) => {
+                        error!(errors = %errors, "Configuration reload refused; the previous configuration keeps running.");
+                        record_reload(false);
+                    }
+                }
+                notify(&[NotifyState::Ready]);
+            }
+        }
+    }
+
+    info!("Shutting down.");
+    notify(&[NotifyState::Stopping]);
+    shutdown.cancel();
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("Some tasks did not stop within the grace period; exiting anyway.");
+    }
+    Ok(())
+}
+
+/// Applies a validated new configuration. On error nothing has changed.
+#[allow(clippy::too_many_arguments)]
+async fn apply(
+    current: &Config,
+    next: &Config,
+    history: &Arc<RwLock<History>>,
+    auth: &Arc<RwLock<WebAuth>>,
+    readiness: &Readiness,
+    server: &mut Server,
+    collectors: &mut Collectors,
+    state: &AppState,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    // Rebinding is the one step that can fail, so it goes first.
+    let tls_paths = |c: &Config| {
+        c.web
+            .tls
+            .as_ref()
+            .map(|t| (t.cert_file.clone(), t.key_file.clone()))
+    };
+    if current.web.listen != next.web.listen || tls_paths(current) != tls_paths(next) {
+        let replacement = Server::start(next, state.clone(), tracker, shutdown).await?;
+        std::mem::replace(server, replacement).stop();
+        info!(listen = %next.web.listen, "Now serving on {}.", next.web.listen);
+    }
+    if let Ok(mut auth) = auth.write() {
+        *auth = next.web.auth.clone();
+    }
+    if let Ok(mut history) = history.write() {
+        history.set_limits(history_limits(next));
+    }
+    set_history_gauges(next);
+    if current.host != next.host || current.host_filters != next.host_filters {
+        collectors.stop();
+        if !next.host.enabled {
+            let now = now_ms();
+            if let Ok(mut history) = history.write() {
+                for source in Collectors::SOURCES {
+                    history.retire_source(source, now);
+                }
+            }
+            for source in Collectors::SOURCES {
+                readiness.forget(source);
+            }
+        }
+        *collectors = Collectors::start(next, history, readiness, tracker, shutdown);
+    }
+    if current.log != next.log {
+        warn!("Log settings changed; they take effect at the next restart.");
+    }
+    Ok(())
+}
+
+/// The running HTTP server.
+struct Server {
+    cancel: CancellationToken,
+}
+
+impl Server {
+    async fn start(
+        config: &Config,
+        state: AppState,
+        tracker: &TaskTracker,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Server> {
+        let listener = http::bind(config.web.listen).await?;
+        let cancel = shutdown.child_token();
+        let tls = config
+            .web
+            .tls
+            .as_ref()
+            .map(|tls| Arc::clone(&tls.server_config));
+        tracker.spawn(
+            http::serve(listener, http::router(state), tls, cancel.clone())
+                .instrument(info_span!("http", listen = %config.web.listen)),
+        );
+        Ok(Server { cancel })
+    }
+
+    fn stop(self) {
+        self.cancel.cancel();
+    }
+}
+
+/// The running collector tasks of one configuration generation.
+struct Collectors {
+    cancel: CancellationToken,
+}
+
+impl Collectors {
+    /// History sources owned by the host schedule.
+    const SOURCES: [&'static str; 2] = ["host", "process"];
+
+    fn start(
+        config: &Config,
+        history: &Arc<RwLock<History>>,
+        readiness: &Readiness,
+        tracker: &TaskTracker,
+        shutdown: &CancellationToken,
+    ) -> Collectors {
+        let cancel = shutdown.child_token();
+        set_history_gauges(config);
+        // The daemon's own process metrics always run, on the host schedule.
+        let process_schedule = CollectorSchedule {
+            enabled: true,
+            ..config.host
+        };
+        tracker.spawn(
+            run_collector(
+                ProcessCollector::new(),
+                process_schedule,
+                Arc::clone(history),
+                readiness.clone(),
+                cancel.clone(),
+            )
+            .instrument(info_span!("collector", name = "process")),
+        );
+        if config.host.enabled {
+            match HostCollector::new(config.host_filters.clone()) {
+                Ok(host) => {
+                    tracker.spawn(
+                        run_collector(
+                            host,
+                            config.host,
+                            Arc::clone(history),
+                            readiness.clone(),
+                            cancel.clone(),
+                        )
+                        .instrument(info_span!("collector", name = "host")),
+                    );
+                }
+                Err(error) => {
+                    error!(%error, "Cannot start the host collector; host metrics are unavailable.")
+                }
+            }
+        }
+        Collectors { cancel }
+    }
+
+    fn stop(&self) {
+        self.cancel.cancel();
+    }
+}
+
+fn history_limits(config: &Config) -> HistoryLimits {
+    HistoryLimits {
+        retention_ms: config.history.retention.as_millis() as i64,
+        max_series: config.history.max_series,
+    }
+}
+
+fn set_history_gauges(config: &Config) {
+    metrics::gauge!("prismwatch_history_retention_seconds")
+        .set(config.history.retention.as_secs_f64());
+    metrics::gauge!("prismwatch_history_max_series").set(config.history.max_series as f64);
+}
+
+fn spawn_maintenance(
+    history: &Arc<RwLock<History>>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    let history = Arc::clone(history);
+    let shutdown = shutdown.clone();
+    tracker.spawn(
+        async move {
+            let mut tick = tokio::time::interval(MAINTENANCE_PERIOD);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let stats = match history.write() {
+                    Ok(mut history) => {
+                        history.trim(now_ms());
+                        history.stats()
+                    }
+                    Err(_) => break,
+                };
+                metrics::gauge!("prismwatch_history_series").set(stats.series as f64);
+                metrics::gauge!("prismwatch_history_samples").set(stats.samples as f64);
+                metrics::gauge!("prismwatch_history_memory_bytes").set(stats.total_bytes as f64);
+                metrics::gauge!("prismwatch_history_sample_bytes").set(stats.sample_bytes as f64);
+                notify(&[NotifyState::Status(&format!(
+                    "{} series, {} samples, {:.2} bytes/sample",
+                    stats.series,
+                    stats.samples,
+                    stats.bytes_per_sample()
+                ))]);
+            }
+        }
+        .instrument(info_span!("maintenance")),
+    );
+}
+
+fn spawn_upkeep(
+    telemetry: metrics_exporter_prometheus::PrometheusHandle,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    let shutdown = shutdown.clone();
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval(MAINTENANCE_PERIOD);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => telemetry.run_upkeep(),
+            }
+        }
+    });
+}
+
+/// Pings systemd's watchdog at half its period while the runtime runs and the history is usable.
+fn spawn_watchdog(
+    history: &Arc<RwLock<History>>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    let Some(period) = sd_notify::watchdog_enabled() else {
+        return;
+    };
+    let history = Arc::clone(history);
+    let shutdown = shutdown.clone();
+    tracker.spawn(
+        async move {
+            let mut tick = tokio::time::interval(period / 2);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                if history.read().is_ok() {
+                    notify(&[NotifyState::Watchdog]);
+                }
+            }
+        }
+        .instrument(info_span!("watchdog")),
+    );
+}
+
+fn record_reload(success: bool) {
+    metrics::gauge!("prismwatch_config_last_reload_successful").set(if success {
+        1.0
+    } else {
+        0.0
+    });
+    if success {
+        metrics::gauge!("prismwatch_config_last_reload_success_timestamp_seconds")
+            .set(now_ms() as f64 / 1000.0);
+    }
+}
+
+/// Tells systemd about our state; a no-op when not started by systemd.
+fn notify(states: &[NotifyState<'_>]) {
+    let _ = sd_notify::notify(states);
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,288 @@
+//! The HTTP endpoints: `/metrics`, `/healthz`, `/readyz`, with optional auth and TLS.
+//!
+//! One small accept loop serves both plain HTTP and TLS through hyper, so there is one HTTP
+//! stack; axum only routes.
+
+pub mod tls;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::collector::Readiness;
+use crate::config::WebAuth;
+use crate::exposition;
+use crate::history::History;
+
+/// How long a client may take to send its request headers or finish a TLS handshake.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long open connections get to finish when the server stops.
+const DRAIN_GRACE: Duration = Duration::from_secs(3);
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct AppState {
+    pub history: Arc<RwLock<History>>,
+    pub telemetry: PrometheusHandle,
+    pub readiness: Readiness,
+    /// Swapped in place by a reload.
+    pub auth: Arc<RwLock<WebAuth>>,
+}
+
+/// The routes, with auth on everything but the health probes.
+pub fn router(state: AppState) -> Router {
+    let protected = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/", get(index))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .merge(protected)
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `cancel` fires, then gives open requests a short grace.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    cancel: CancellationToken,
+) {
+    let graceful = GracefulShutdown::new();
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Running out of file descriptors is the usual cause; back off briefly.
+                    warn!(%error, "Failed to accept a connection.");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let watcher = graceful.watcher();
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(CLIENT_TIMEOUT);
+            let result = match acceptor {
+                None => {
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(acceptor) => {
+                    match tokio::time::timeout(CLIENT_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            watcher
+                                .watch(builder.serve_connection(TokioIo::new(stream), service))
+                                .await
+                        }
+                        Ok(Err(error)) => {
+                            debug!(%peer, %error, "TLS handshake failed.");
+                            return;
+                        }
+                        Err(_) => {
+                            debug!(%peer, "TLS handshake timed out.");
+                            return;
+                        }
+                    }
+                }
+            };
+            if let Err(error) = result {
+                debug!(%peer, %error, "Connection ended with an error.");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(DRAIN_GRACE) => info!("Closed connections still open after the grace period."),
+    }
+}
+
+/// Binds the listen address with an error that says what to do about it.
+pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address).await.map_err(|error| {
+        anyhow::anyhow!(
+            "cannot listen on {address}: {error}; choose another address with --listen or web.listen"
+        )
+    })
+}
+
+async fn metrics_handler(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let started = Instant::now();
+    let mut body = String::with_capacity(64 * 1024);
+    match state.history.read() {
+        Ok(history) => exposition::render(&history, &mut body),
+        Err(_) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "history unavailable\n").into_response();
+        }
+    }
+    body.push_str(&state.telemetry.render());
+    metrics::counter!("prismwatch_scrapes_total").increment(1);
+    let wants_gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|enc| enc.trim().split(';').next() == Some("gzip"))
+        });
+    let response = if wants_gzip {
+        let mut encoder = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 4),
+            flate2::Compression::fast(),
+        );
+        match encoder
+            .write_all(body.as_bytes())
+            .and_then(|()| encoder.finish())
+        {
+            Ok(compressed) => Response::builder()
+                .header(header::CONTENT_TYPE, exposition::CONTENT_TYPE)
+                .header(header::CONTENT_ENCODING, "gzip")
+                .body(Body::from(compressed))
+                .unwrap_or_default(),
+            Err(_) => plain_metrics(body),
+        }
+    } else {
+        plain_metrics(body)
+    };
+    metrics::histogram!("prismwatch_scrape_duration_seconds")
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+fn plain_metrics(body: String) -> Response {
+    ([(header::CONTENT_TYPE, exposition::CONTENT_TYPE)], body).into_response()
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let pending = state.readiness.pending();
+    if pending.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "waiting for a first collection from: {}\n",
+                pending.join(", ")
+            ),
+        )
+            .into_response()
+    }
+}
+
+async fn index() -> &'static str {
+    "prismwatch\n\n/metrics  Prometheus exposition\n/healthz  liveness\n/readyz   readiness (first collection done)\n"
+}
+
+async fn require_auth(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let auth = match state.auth.read() {
+        Ok(auth) => auth.clone(),
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    if !auth.is_enabled() || is_authorized(&auth, request.headers()) {
+        return next.run(request).await;
+    }
+    let challenge = if auth.basic_auth.is_some() {
+        "Basic realm=\"prismwatch\""
+    } else {
+        "Bearer"
+    };
+    let mut response = (StatusCode::UNAUTHORIZED, "unauthorized\n").into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    response
+}
+
+fn is_authorized(auth: &WebAuth, headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    if let (Some(token), Some(given)) = (&auth.bearer_token, value.strip_prefix("Bearer ")) {
+        return constant_time_eq(token.expose().as_bytes(), given.trim().as_bytes());
+    }
+    if let (Some((user, password)), Some(encoded)) =
+        (&auth.basic_auth, value.strip_prefix("Basic "))
+    {
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+            return false;
+        };
+        let expected = format!("{user}:{}", password.expose());
+        return constant_time_eq(expected.as_bytes(), &decoded);
+    }
+    false
+}
+
+/// Compares without an early exit, so response time does not reveal how much of a guess matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut difference = a.len() ^ b.len();
+    for (index, byte) in b.iter().enumerate() {
+        difference |= usize::from(a.get(index).copied().unwrap_or(0) ^ byte);
+    }
+    difference == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    #[test]
+    fn bearer_and_basic_credentials_are_checked() {
+        let auth = WebAuth {
+            bearer_token: Some(Secret::new("t0k")),
+            basic_auth: Some(("prom".into(), Secret::new("pw"))),
+        };
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            if let Ok(value) = HeaderValue::from_str(value) {
+                headers.insert(header::AUTHORIZATION, value);
+            }
+            is_authorized(&auth, &headers)
+        };
+        assert!(with("Bearer t0k"));
+        assert!(!with("Bearer t0"));
+        assert!(!with("Bearer t0kk"));
+        assert!(with(&format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("prom:pw")
+        )));
+        assert!(!with(&format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("prom:px")
+        )));
+        assert!(!with(""));
+    }
+}

@@ -1,0 +1,107 @@
+//! The daemon's own telemetry through the `metrics` facade, rendered after the collected series
+//! on `/metrics`. Every self-metric is described here, so each family has HELP and TYPE.
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Scrape duration buckets: a scrape renders stored values, so it should take well under 10 ms.
+const SCRAPE_BUCKETS: [f64; 10] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// Installs the global recorder and describes every self-metric.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("prismwatch_scrape_duration_seconds".into()),
+            &SCRAPE_BUCKETS,
+        )?
+        .install_recorder()?;
+    describe();
+    metrics::gauge!(
+        "prismwatch_build_info",
+        "version" => env!("CARGO_PKG_VERSION"),
+        "target" => std::env::consts::ARCH,
+    )
+    .set(1.0);
+    Ok(handle)
+}
+
+fn describe() {
+    describe_gauge!(
+        "prismwatch_build_info",
+        "A metric with a constant '1' value labeled by the prismwatch version."
+    );
+    describe_gauge!(
+        "prismwatch_collector_interval_seconds",
+        Unit::Seconds,
+        "Configured interval between collections."
+    );
+    describe_gauge!(
+        "prismwatch_collector_timeout_seconds",
+        Unit::Seconds,
+        "Configured time limit of one collection."
+    );
+    describe_gauge!(
+        "prismwatch_collector_duration_seconds",
+        Unit::Seconds,
+        "Duration of the collector's last collection."
+    );
+    describe_gauge!(
+        "prismwatch_collector_success",
+        "Whether the collector's last collection succeeded (1) or not (0)."
+    );
+    describe_gauge!(
+        "prismwatch_collector_last_success_timestamp_seconds",
+        Unit::Seconds,
+        "Time of the collector's last successful collection, in unixtime."
+    );
+    describe_counter!(
+        "prismwatch_collector_runs_total",
+        "Collections by collector and result (success, error, timeout)."
+    );
+    describe_counter!(
+        "prismwatch_collector_missed_intervals_total",
+        "Ticks skipped because a collection overran its interval."
+    );
+    describe_counter!("prismwatch_scrapes_total", "Requests served on /metrics.");
+    describe_histogram!(
+        "prismwatch_scrape_duration_seconds",
+        Unit::Seconds,
+        "Time to render and encode /metrics."
+    );
+    describe_gauge!("prismwatch_history_series", "Series held in the history.");
+    describe_gauge!("prismwatch_history_samples", "Samples held in the history.");
+    describe_gauge!(
+        "prismwatch_history_memory_bytes",
+        Unit::Bytes,
+        "Memory held by the history: compressed samples, labels and indexes."
+    );
+    describe_gauge!(
+        "prismwatch_history_sample_bytes",
+        Unit::Bytes,
+        "Memory held by the history's compressed sample chunks."
+    );
+    describe_gauge!(
+        "prismwatch_history_retention_seconds",
+        Unit::Seconds,
+        "How long the history keeps samples."
+    );
+    describe_gauge!(
+        "prismwatch_history_max_series",
+        "The most series the history keeps; new series beyond it are dropped."
+    );
+    describe_counter!(
+        "prismwatch_history_series_dropped_total",
+        "Samples of new series dropped because the history's series cap was reached."
+    );
+    describe_gauge!(
+        "prismwatch_config_last_reload_successful",
+        "Whether the last configuration reload attempt was successful."
+    );
+    describe_gauge!(
+        "prismwatch_config_last_reload_success_timestamp_seconds",
+        Unit::Seconds,
+        "Timestamp of the last successful configuration reload."
+    );
+}

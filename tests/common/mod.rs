@@ -1,0 +1,321 @@
+//! Test harness: starts the real prismwatch binary on a free port in a temp dir, scrapes it over
+//! plain HTTP, and stops it on drop. Peers (node_exporter, promtool) are real Debian programs that
+//! `tests/run.sh` installs; a missing one fails the test with the package to install.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on loopback (bound and released; the race with other processes is benign).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on 127.0.0.1")
+}
+
+/// Fails with the Debian package to install when a peer program is missing.
+pub fn require_program(program: &str, package: &str) -> PathBuf {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let candidate = Path::new(dir).join(program);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!(
+        "`{program}` is not installed: run `apt-get install -y {package}` (tests/run.sh does this)"
+    );
+}
+
+/// A running prismwatch daemon.
+pub struct Daemon {
+    child: Child,
+    pub address: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts the binary with `--listen` on a free port and `--state-dir` in a temp dir, plus
+    /// `args`. `config`, when given, is written to `prismwatch.toml` and passed with `--config`.
+    pub fn start(config: Option<&str>, args: &[&str]) -> Daemon {
+        Daemon::spawn(config, args, true, &[])
+    }
+
+    /// Like [`Daemon::start`], with extra environment variables for the daemon.
+    pub fn start_with_env(config: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Daemon::spawn(config, args, true, env)
+    }
+
+    /// Like [`Daemon::start`], but the listen address comes from the config: every `{listen}` in
+    /// `config` is replaced by a free address and no `--listen` flag is passed.
+    pub fn start_listening_from_config(config: &str, args: &[&str]) -> Daemon {
+        Daemon::spawn(Some(config), args, false, &[])
+    }
+
+    fn spawn(
+        config: Option<&str>,
+        args: &[&str],
+        listen_flag: bool,
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let address = format!("127.0.0.1:{}", free_port());
+        let config = config.map(|c| c.replace("{listen}", &address));
+        let config = config.as_deref();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_prismwatch"));
+        if let Some(config) = config {
+            let path = dir.path().join("prismwatch.toml");
+            std::fs::write(&path, config).expect("write config");
+            command.arg("--config").arg(path);
+        }
+        let log = std::fs::File::create(dir.path().join("prismwatch.log")).expect("log file");
+        if listen_flag {
+            command.arg("--listen").arg(&address);
+        }
+        command
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("PRISMWATCH_CONFIG")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log);
+        let child = command.spawn().expect("start prismwatch");
+        Daemon {
+            child,
+            address,
+            dir,
+        }
+    }
+
+    /// Starts and waits until `/readyz` answers 200.
+    pub fn start_ready(config: Option<&str>, args: &[&str]) -> Daemon {
+        let mut daemon = Daemon::start(config, args);
+        daemon.wait_ready();
+        daemon
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("prismwatch.toml")
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("prismwatch exited with {status}:\n{}", self.logs());
+            }
+            if get(&self.address, "/readyz", &[]).is_ok_and(|r| r.status == 200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("prismwatch not ready within 20 s:\n{}", self.logs());
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("prismwatch.log")).unwrap_or_default()
+    }
+
+    /// GET `/metrics` and parse it.
+    pub fn scrape(&self) -> Exposition {
+        let response = get(&self.address, "/metrics", &[]).expect("scrape prismwatch");
+        assert_eq!(response.status, 200, "{}", response.body);
+        Exposition::parse(&response.body)
+    }
+
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        get(&self.address, path, headers).expect("request to prismwatch")
+    }
+
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.pid()).expect("pid");
+        rustix::process::kill_process(pid, signal).expect("send signal");
+    }
+
+    /// Waits for the process to exit and returns its exit code and how long it took.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<(i32, Duration)> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some((status.code().unwrap_or(-1), started.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A background peer process, killed on drop.
+pub struct Peer(pub Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until something answers HTTP 200 at `address` + `path`.
+pub fn wait_http_ok(address: &str, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if get(address, path, &[]).is_ok_and(|r| r.status == 200) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing answered on http://{address}{path} within 20 s");
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub raw_body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A minimal HTTP/1.1 GET over a fresh connection (`Connection: close`).
+pub fn get(address: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no header end"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut body = raw[split + 4..].to_vec();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("bad status line"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    if headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    Ok(Response {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).to_string(),
+        raw_body: body,
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..line_end]).trim(), 16)
+            .unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = line_end + 2;
+        out.extend_from_slice(&data[start..(start + size).min(data.len())]);
+        data = &data[(start + size + 2).min(data.len())..];
+    }
+    out
+}
+
+/// A parsed text exposition: samples by `name{labels}` key (labels sorted), and family metadata.
+#[derive(Debug, Default)]
+pub struct Exposition {
+    pub samples: BTreeMap<String, f64>,
+    pub help: BTreeMap<String, String>,
+    pub types: BTreeMap<String, String>,
+}
+
+impl Exposition {
+    pub fn parse(text: &str) -> Exposition {
+        let mut exposition = Exposition::default();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+                exposition.help.insert(name.to_string(), help.to_string());
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap_or((rest, ""));
+                exposition.types.insert(name.to_string(), kind.to_string());
+            } else if !line.starts_with('#') && !line.trim().is_empty() {
+                let (series, value) = line.rsplit_once(' ').expect("sample line");
+                let value = match value {
+                    "+Inf" => f64::INFINITY,
+                    "-Inf" => f64::NEG_INFINITY,
+                    v => v.parse().expect("sample value"),
+                };
+                exposition.samples.insert(canonical(series), value);
+            }
+        }
+        exposition
+    }
+
+    pub fn value(&self, key: &str) -> Option<f64> {
+        self.samples.get(&canonical(key)).copied()
+    }
+
+    /// Keys of every sample of metric `name`.
+    pub fn keys_of(&self, name: &str) -> Vec<String> {
+        self.samples
+            .keys()
+            .filter(|k| k.split('{').next() == Some(name))
+            .cloned()
+            .collect()
+    }
+}
+
+/// `name{b="2",a="1"}` -> `name{a="1",b="2"}`, so keys from different exporters compare equal.
+/// Label values containing `","` are not expected in the compared metrics.
+pub fn canonical(series: &str) -> String {
+    let Some((name, rest)) = series.split_once('{') else {
+        return series.to_string();
+    };
+    let inner = rest.trim_end_matches('}');
+    let mut labels: Vec<&str> = inner
+        .split("\",")
+        .map(|l| l.trim_end_matches('"'))
+        .filter(|l| !l.is_empty())
+        .collect();
+    labels.sort();
+    let joined: Vec<String> = labels.iter().map(|l| format!("{l}\"")).collect();
+    format!("{name}{{{}}}", joined.join(","))
+}

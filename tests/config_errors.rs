@@ -1,0 +1,148 @@
+//! `prismwatch check-config` and startup name the file, line and key of every problem, say how
+//! to fix it, and exit non-zero; a good file passes.
+
+mod common;
+
+use std::process::Command;
+
+/// Runs `check-config` on `text` and returns (exit code, stdout + stderr).
+fn check_config(text: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, text).expect("write config");
+    let output = Command::new(env!("CARGO_BIN_EXE_prismwatch"))
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .expect("run check-config");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+    .replace(&path.display().to_string(), "bad.toml");
+    (output.status.code().unwrap_or(-1), report)
+}
+
+fn assert_error(text: &str, expected: &str) {
+    let (code, report) = check_config(text);
+    assert_ne!(code, 0, "{report}");
+    assert!(
+        report.contains(expected),
+        "expected `{expected}` in:\n{report}"
+    );
+    assert!(report.contains("hint:"), "no hint in:\n{report}");
+}
+
+#[test]
+fn unknown_keys_name_file_line_and_key() {
+    assert_error(
+        "[web]\nlisten = \"127.0.0.1:9\"\nlistn = 1\n",
+        "bad.toml:3:1: key `web.listn`: unknown field `listn`",
+    );
+    assert_error(
+        "[hots]\ninterval = \"1s\"\n",
+        "bad.toml:1:2: key `hots`: unknown field `hots`",
+    );
+}
+
+#[test]
+fn wrong_types_name_file_line_and_key() {
+    assert_error(
+        "[history]\nmax_series = \"lots\"\n",
+        "bad.toml:2:14: key `history.max_series`: invalid type: string \"lots\"",
+    );
+    assert_error(
+        "[host]\nenabled = \"yes\"\n",
+        "bad.toml:2:11: key `host.enabled`: invalid type",
+    );
+}
+
+#[test]
+fn bad_durations_and_impossible_values_are_refused() {
+    assert_error(
+        "[host]\ninterval = \"soon\"\n",
+        "bad.toml:2:12: key `host.interval`: invalid duration `soon`",
+    );
+    assert_error(
+        "[host]\ninterval = \"5s\"\ntimeout = \"6s\"\n",
+        "bad.toml:3:11: key `host.timeout`: timeout 6s must be above zero and at most the interval",
+    );
+    assert_error(
+        "[history]\nmax_series = 0\n",
+        "bad.toml:2:14: key `history.max_series`: 0 is out of range",
+    );
+    assert_error(
+        "[history]\nretention = \"1s\"\n",
+        "bad.toml:2:13: key `history.retention`: 1s is out of range",
+    );
+    assert_error(
+        "[web]\nlisten = \"nowhere\"\n",
+        "bad.toml:2:10: key `web.listen`: invalid address `nowhere`",
+    );
+    assert_error(
+        "[host]\nmount_points_exclude = \"(\"\n",
+        "bad.toml:2:24: key `host.mount_points_exclude`: invalid regular expression",
+    );
+    assert_error(
+        "[web]\nbearer_token = \"env:PRISMWATCH_TEST_NO_SUCH_VARIABLE\"\n",
+        "bad.toml:2:16: key `web.bearer_token`: environment variable `PRISMWATCH_TEST_NO_SUCH_VARIABLE` is not set",
+    );
+    assert_error(
+        "[web.tls]\ncert_file = \"/nonexistent/cert.pem\"\nkey_file = \"/nonexistent/key.pem\"\n",
+        "bad.toml:2:13: key `web.tls`: cannot read certificate file `/nonexistent/cert.pem`",
+    );
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let (code, report) =
+        check_config("[host]\ninterval = \"5s\"\ntimeout = \"9s\"\n[history]\nmax_series = -1\n");
+    assert_ne!(code, 0);
+    assert!(report.contains("key `host.timeout`"), "{report}");
+    assert!(report.contains("key `history.max_series`"), "{report}");
+    assert!(report.contains("2 error(s) in bad.toml"), "{report}");
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/prismwatch.toml");
+    let output = Command::new(env!("CARGO_BIN_EXE_prismwatch"))
+        .args(["check-config", example])
+        .env("PRISMWATCH_WEB_TOKEN", "example-token")
+        .output()
+        .expect("run check-config");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("valid"));
+}
+
+#[test]
+fn the_daemon_refuses_to_start_on_a_bad_config_with_exit_78() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[history]\nretention = 5\n").expect("write config");
+    let output = Command::new(env!("CARGO_BIN_EXE_prismwatch"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("run prismwatch");
+    assert_eq!(output.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("key `history.retention`: invalid type"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_64() {
+    let output = Command::new(env!("CARGO_BIN_EXE_prismwatch"))
+        .arg("--no-such-flag")
+        .output()
+        .expect("run prismwatch");
+    assert_eq!(output.status.code(), Some(64));
+}

@@ -1,0 +1,121 @@
+//! The exposition passes `promtool check metrics` except for the naming lints inherited from the
+//! exporters whose names we keep, and every family has HELP and TYPE.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::{Daemon, require_program};
+
+/// Lints promtool reports on names we keep for compatibility: node_exporter's camelCase memory
+/// fields. Our own `prismwatch_*` metrics must have none.
+fn is_inherited_lint(line: &str) -> bool {
+    let name = line.split_whitespace().next().unwrap_or("");
+    name.starts_with("node_memory_") && line.contains("camelCase")
+}
+
+#[test]
+fn promtool_finds_only_inherited_naming_lints() {
+    let promtool = require_program("promtool", "prometheus");
+    let daemon = Daemon::start_ready(None, &["--host-interval", "1s"]);
+    // Scrape twice so the scrape-duration histogram has been observed.
+    let _ = daemon.get("/metrics", &[]);
+    let body = daemon.get("/metrics", &[]).body;
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("write exposition");
+    let output = child.wait_with_output().expect("promtool output");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let problems: Vec<&str> = report
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !is_inherited_lint(l))
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "promtool problems:\n{}",
+        problems.join("\n")
+    );
+    // It did read the exposition: the camelCase lints are there.
+    assert!(report.contains("node_memory_MemTotal_bytes"), "{report}");
+}
+
+#[test]
+fn every_family_has_help_and_type_and_self_metrics_are_present() {
+    let daemon = Daemon::start_ready(None, &["--host-interval", "1s"]);
+    let _ = daemon.get("/metrics", &[]);
+    let exposition = daemon.scrape();
+    for key in exposition.samples.keys() {
+        let name = key.split('{').next().unwrap_or("");
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| {
+                name.strip_suffix(suffix).filter(|base| {
+                    exposition
+                        .types
+                        .get(*base)
+                        .is_some_and(|t| t == "histogram" || t == "summary")
+                })
+            })
+            .unwrap_or(name);
+        assert!(exposition.help.contains_key(family), "no HELP for {family}");
+        assert!(
+            exposition.types.contains_key(family),
+            "no TYPE for {family}"
+        );
+    }
+    for required in [
+        "prismwatch_build_info",
+        "prismwatch_collector_duration_seconds",
+        "prismwatch_collector_success",
+        "prismwatch_collector_last_success_timestamp_seconds",
+        "prismwatch_scrapes_total",
+        "prismwatch_scrape_duration_seconds_count",
+        "prismwatch_history_memory_bytes",
+        "prismwatch_history_series",
+        "prismwatch_config_last_reload_successful",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+    ] {
+        assert!(
+            exposition
+                .samples
+                .keys()
+                .any(|k| k.split('{').next() == Some(required)),
+            "{required} missing"
+        );
+    }
+    assert_eq!(
+        exposition.value(r#"prismwatch_collector_success{collector="host"}"#),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn gzip_is_served_when_asked() {
+    let daemon = Daemon::start_ready(None, &[]);
+    let response = daemon.get("/metrics", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(response.header("content-encoding"), Some("gzip"));
+    let mut decoder = flate2::read::GzDecoder::new(response.raw_body.as_slice());
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut decoder, &mut text).expect("valid gzip");
+    assert!(
+        text.contains("# TYPE node_cpu_seconds_total counter"),
+        "{text}"
+    );
+}
