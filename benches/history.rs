@@ -20,10 +20,26 @@ fn main() {
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
     for step in 0..STEPS {
         let mut batch = Batch::new();
-        batch.family("bench_constant_bytes", MetricKind::Gauge, "Sizes that never change.");
-        batch.family("bench_counter_total", MetricKind::Counter, "Counters with varied increments.");
-        batch.family("bench_gauge", MetricKind::Gauge, "A random walk with two decimals.");
-        batch.family("bench_idle_total", MetricKind::Counter, "Counters that rarely move.");
+        batch.family(
+            "bench_constant_bytes",
+            MetricKind::Gauge,
+            "Sizes that never change.",
+        );
+        batch.family(
+            "bench_counter_total",
+            MetricKind::Counter,
+            "Counters with varied increments.",
+        );
+        batch.family(
+            "bench_gauge",
+            MetricKind::Gauge,
+            "A random walk with two decimals.",
+        );
+        batch.family(
+            "bench_idle_total",
+            MetricKind::Counter,
+            "Counters that rarely move.",
+        );
         for (index, name) in names.iter().enumerate() {
             state ^= state << 13;
             state ^= state >> 7;
@@ -35,7 +51,12 @@ fn main() {
                 2 => ((step as f64).sin() * 100.0 + noise / 100.0).round() / 100.0,
                 _ => (step / 60) as f64,
             };
-            let family = ["bench_constant_bytes", "bench_counter_total", "bench_gauge", "bench_idle_total"][index % 4];
+            let family = [
+                "bench_constant_bytes",
+                "bench_counter_total",
+                "bench_gauge",
+                "bench_idle_total",
+            ][index % 4];
             batch.push(family, &[("id", name), ("host", "bench")], value);
         }
         history.ingest("bench", 1_700_000_000_000 + step * 1_000, batch);
@@ -49,18 +70,33 @@ fn main() {
         ("bench_idle_total", "counter stepping once a minute"),
     ] {
         let mut single = History::new(HistoryLimits::default());
-        for range in history.select(family, |_| true, i64::MIN, i64::MAX).iter().take(100) {
+        for range in history
+            .select(family, |_| true, i64::MIN, i64::MAX)
+            .iter()
+            .take(100)
+        {
             for (ts, value) in &range.samples {
                 let mut batch = Batch::new();
                 batch.family(family, MetricKind::Gauge, "shape");
-                batch.push(family, &[("id", range.labels.get("id").unwrap_or(""))], *value);
+                batch.push(
+                    family,
+                    &[("id", range.labels.get("id").unwrap_or(""))],
+                    *value,
+                );
                 single.ingest(range.labels.get("id").unwrap_or(""), *ts, batch);
             }
         }
-        println!("  {shape:40} {:.3} bytes/sample", single.stats().bytes_per_sample());
+        println!(
+            "  {shape:40} {:.3} bytes/sample",
+            single.stats().bytes_per_sample()
+        );
     }
     let samples = SERIES as f64 * STEPS as f64;
-    println!("ingest: {SERIES} series x {STEPS} steps in {:.2} s = {:.2} M samples/s", ingest.as_secs_f64(), samples / ingest.as_secs_f64() / 1e6);
+    println!(
+        "ingest: {SERIES} series x {STEPS} steps in {:.2} s = {:.2} M samples/s",
+        ingest.as_secs_f64(),
+        samples / ingest.as_secs_f64() / 1e6
+    );
     println!(
         "history: {} samples, {:.3} bytes/sample in chunks, {:.1} MiB in all ({:.1} bytes/sample all-in)",
         stats.samples,
@@ -75,9 +111,22 @@ fn main() {
         out.clear();
         exposition::render(&history, &mut out);
     }
-    println!("render: {SERIES} series in {:.3} ms ({} bytes)", started.elapsed().as_secs_f64() * 1e3 / renders as f64, out.len());
+    println!(
+        "render: {SERIES} series in {:.3} ms ({} bytes)",
+        started.elapsed().as_secs_f64() * 1e3 / renders as f64,
+        out.len()
+    );
     let started = Instant::now();
-    let ranges = history.select("bench_counter_total", |_| true, 1_700_000_000_000, 1_700_000_000_000 + STEPS * 1_000);
+    let ranges = history.select(
+        "bench_counter_total",
+        |_| true,
+        1_700_000_000_000,
+        1_700_000_000_000 + STEPS * 1_000,
+    );
     let decoded: usize = ranges.iter().map(|r| r.samples.len()).sum();
-    println!("range query: {} series, {decoded} samples decoded in {:.1} ms", ranges.len(), started.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "range query: {} series, {decoded} samples decoded in {:.1} ms",
+        ranges.len(),
+        started.elapsed().as_secs_f64() * 1e3
+    );
 }

@@ -3,7 +3,9 @@
 use std::path::Path;
 
 fn source(relative: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(relative);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src")
+        .join(relative);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
@@ -17,7 +19,12 @@ fn module_sources(relative: &str) -> Vec<(String, String)> {
             .filter_map(Result::ok)
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|x| x == "rs"))
-            .map(|p| (p.display().to_string(), std::fs::read_to_string(&p).expect("read")))
+            .map(|p| {
+                (
+                    p.display().to_string(),
+                    std::fs::read_to_string(&p).expect("read"),
+                )
+            })
             .collect();
         files.sort();
         files
@@ -39,8 +46,19 @@ fn history_and_model_do_no_io_and_never_read_the_clock() {
     for module in ["history", "model"] {
         for (file, text) in module_sources(module) {
             let code = code_only(&text);
-            for forbidden in ["SystemTime", "Instant", "std::fs", "tokio", "std::net", "std::env", "std::io"] {
-                assert!(!code.contains(forbidden), "{file} uses `{forbidden}`: the history and model stay pure");
+            for forbidden in [
+                "SystemTime",
+                "Instant",
+                "std::fs",
+                "tokio",
+                "std::net",
+                "std::env",
+                "std::io",
+            ] {
+                assert!(
+                    !code.contains(forbidden),
+                    "{file} uses `{forbidden}`: the history and model stay pure"
+                );
             }
         }
     }
@@ -52,8 +70,16 @@ fn a_scrape_never_triggers_a_collection() {
     files.extend(module_sources("exposition"));
     for (file, text) in files {
         let code = code_only(&text);
-        for forbidden in ["collect(", "HostCollector", "ProcessCollector", "run_collector"] {
-            assert!(!code.contains(forbidden), "{file} names `{forbidden}`: scrapes only read the history");
+        for forbidden in [
+            "collect(",
+            "HostCollector",
+            "ProcessCollector",
+            "run_collector",
+        ] {
+            assert!(
+                !code.contains(forbidden),
+                "{file} names `{forbidden}`: scrapes only read the history"
+            );
         }
     }
 }
@@ -63,7 +89,10 @@ fn no_std_instant_outside_tests() {
     // tokio's Instant works with paused time in tests; std's does not.
     for module in ["collector", "http", "daemon", "cli"] {
         for (file, text) in module_sources(module) {
-            assert!(!code_only(&text).contains("std::time::Instant"), "{file} uses std::time::Instant");
+            assert!(
+                !code_only(&text).contains("std::time::Instant"),
+                "{file} uses std::time::Instant"
+            );
         }
     }
 }

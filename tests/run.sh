@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Peers: promtool (prometheus), node_exporter, and curl + openssl for the TLS test.
-packages=(prometheus prometheus-node-exporter curl openssl ca-certificates)
+# Peers: promtool (prometheus), node_exporter, systemd-analyze (systemd), and curl + openssl
+# for the TLS test.
+packages=(prometheus prometheus-node-exporter systemd curl openssl ca-certificates)
 missing=()
 for package in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

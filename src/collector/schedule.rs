@@ -85,7 +85,9 @@ pub async fn run_collector<C: Collector>(
             None => now_ms(),
             Some(previous) => {
                 let now = now_ms();
-                let next = (now.div_euclid(interval_ms) + 1) * interval_ms;
+                // Never repeat or go back in time, even if the wall clock does.
+                let next =
+                    ((now.div_euclid(interval_ms) + 1) * interval_ms).max(previous + interval_ms);
                 let skipped = (next - previous) / interval_ms - 1;
                 if skipped > 0 && previous % interval_ms == 0 {
                     metrics::counter!("prismwatch_collector_missed_intervals_total", &labels)
@@ -166,4 +168,96 @@ pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collector::CollectError;
+    use crate::history::HistoryLimits;
+    use crate::model::{Labels, MetricKind};
+
+    /// Counts its collections; sleeps `delay` in each one.
+    struct Probe {
+        name: &'static str,
+        delay: Duration,
+        runs: u32,
+    }
+
+    impl Collector for Probe {
+        fn name(&self) -> &str {
+            self.name
+        }
+
+        async fn collect(&mut self) -> Result<Batch, CollectError> {
+            tokio::time::sleep(self.delay).await;
+            self.runs += 1;
+            let mut batch = Batch::new();
+            batch.single(
+                &format!("{}_runs", self.name),
+                MetricKind::Gauge,
+                "runs",
+                f64::from(self.runs),
+            );
+            Ok(batch)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hung_collector_times_out_without_delaying_another() {
+        let history = Arc::new(RwLock::new(History::new(HistoryLimits::default())));
+        let readiness = Readiness::default();
+        let cancel = CancellationToken::new();
+        let schedule = |interval_ms: u64, timeout_ms: u64| CollectorSchedule {
+            enabled: true,
+            interval: Duration::from_millis(interval_ms),
+            timeout: Duration::from_millis(timeout_ms),
+        };
+        let hung = Probe {
+            name: "hung",
+            delay: Duration::from_secs(3600),
+            runs: 0,
+        };
+        let fast = Probe {
+            name: "fast",
+            delay: Duration::ZERO,
+            runs: 0,
+        };
+        let tasks = [
+            tokio::spawn(run_collector(
+                hung,
+                schedule(200, 150),
+                Arc::clone(&history),
+                readiness.clone(),
+                cancel.clone(),
+            )),
+            tokio::spawn(run_collector(
+                fast,
+                schedule(100, 100),
+                Arc::clone(&history),
+                readiness.clone(),
+                cancel.clone(),
+            )),
+        ];
+        tokio::time::sleep(Duration::from_millis(1_050)).await;
+        cancel.cancel();
+        for task in tasks {
+            assert!(task.await.is_ok());
+        }
+        let history = history
+            .read()
+            .map_err(|_| "poisoned")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let fast_runs = history
+            .latest(&Labels::new("fast_runs", &[]))
+            .map(|(_, v)| v);
+        // About ten ticks in 1.05 s; a stalled scheduler would give one or two.
+        assert!(fast_runs.is_some_and(|runs| runs >= 7.0), "{fast_runs:?}");
+        assert_eq!(history.latest(&Labels::new("hung_runs", &[])), None);
+        assert_eq!(
+            readiness.pending(),
+            Vec::<String>::new(),
+            "a timed-out collection still counts as done"
+        );
+    }
 }

@@ -172,7 +172,11 @@ impl Chunk {
             let delta = int - decimal.int;
             self.bits.write(0b10, 2);
             write_signed(&mut self.bits, delta - decimal.delta);
-            self.decimal = Some(Decimal { int, delta, ..decimal });
+            self.decimal = Some(Decimal {
+                int,
+                delta,
+                ..decimal
+            });
             return;
         }
         self.bits.write(0b11, 2);
@@ -352,7 +356,11 @@ impl ChunkIter<'_> {
             let delta = decimal.delta.wrapping_add(read_signed(&mut self.reader));
             let int = decimal.int.wrapping_add(delta);
             self.value_bits = from_scaled(int, decimal.scale).to_bits();
-            self.decimal = Some(Decimal { int, delta, ..decimal });
+            self.decimal = Some(Decimal {
+                int,
+                delta,
+                ..decimal
+            });
             return;
         }
         let (leading, trailing) = if self.reader.read(1) == 0 {
@@ -457,7 +465,12 @@ mod tests {
         let decoded: Vec<(i64, u64)> = chunk.iter().map(|(t, v)| (t, v.to_bits())).collect();
         let expected: Vec<(i64, u64)> = samples.iter().map(|&(t, v)| (t, v.to_bits())).collect();
         assert_eq!(decoded, expected);
-        let sealed: Vec<(i64, u64)> = chunk.clone().seal().iter().map(|(t, v)| (t, v.to_bits())).collect();
+        let sealed: Vec<(i64, u64)> = chunk
+            .clone()
+            .seal()
+            .iter()
+            .map(|(t, v)| (t, v.to_bits()))
+            .collect();
         assert_eq!(sealed, expected);
         chunk
     }
@@ -525,8 +538,24 @@ mod tests {
     #[test]
     fn scale_changes_and_non_decimal_values_roundtrip() {
         let samples: Vec<(i64, f64)> = [
-            1.0, 2.5, 2.75, 3.0, 1e-7, 0.1 + 0.2, 1.0 / 3.0, 4e15, 9.1e15, -2.5, -0.0, 0.0,
-            f64::NAN, 7.0, crate::model::stale_marker(), 8.0, 1.234_567_891, 1.234_567_892,
+            1.0,
+            2.5,
+            2.75,
+            3.0,
+            1e-7,
+            0.1 + 0.2,
+            1.0 / 3.0,
+            4e15,
+            9.1e15,
+            -2.5,
+            -0.0,
+            0.0,
+            f64::NAN,
+            7.0,
+            crate::model::stale_marker(),
+            8.0,
+            1.234_567_891,
+            1.234_567_892,
         ]
         .iter()
         .enumerate()

@@ -199,7 +199,11 @@ impl History {
             if series.sealed.len() * 2 < series.sealed.capacity() {
                 series.sealed.shrink_to_fit();
             }
-            if series.head.as_ref().is_some_and(|head| head.last_timestamp() < cutoff) {
+            if series
+                .head
+                .as_ref()
+                .is_some_and(|head| head.last_timestamp() < cutoff)
+            {
                 series.head = None;
             }
             if series.sealed.is_empty() && series.head.is_none() {
