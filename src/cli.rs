@@ -46,6 +46,18 @@ pub struct Cli {
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
 
+    /// PostgreSQL server to watch, as a DSN or env:NAME / file:PATH; repeatable.
+    #[arg(long = "postgres", value_name = "DSN")]
+    pub postgres: Vec<String>,
+
+    /// PgBouncer admin console to watch, as a DSN or env:NAME / file:PATH; repeatable.
+    #[arg(long = "pgbouncer", value_name = "DSN")]
+    pub pgbouncer: Vec<String>,
+
+    /// Redis server to watch, as a URL or env:NAME / file:PATH; repeatable.
+    #[arg(long = "redis", value_name = "URL")]
+    pub redis: Vec<String>,
+
     /// Log format.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
@@ -69,6 +81,9 @@ impl Cli {
             log_level: self.log_level.clone(),
             log_format: self.log_format,
             host_interval: self.host_interval.clone(),
+            postgres: self.postgres.clone(),
+            pgbouncer: self.pgbouncer.clone(),
+            redis: self.redis.clone(),
         }
     }
 }

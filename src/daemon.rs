@@ -17,8 +17,11 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::collector::host::HostCollector;
+use crate::collector::pgbouncer::PgbouncerCollector;
+use crate::collector::postgres::PostgresCollector;
 use crate::collector::process::ProcessCollector;
-use crate::collector::{Readiness, run_collector};
+use crate::collector::redis::RedisCollector;
+use crate::collector::{Collector, Readiness, StatusBoard, run_collector};
 use crate::config::{self, CollectorSchedule, Config, Overrides, WebAuth};
 use crate::history::{History, HistoryLimits};
 use crate::http::{self, AppState};
@@ -46,6 +49,7 @@ pub async fn run(
     let telemetry = telemetry::install().context("cannot install the self-metrics recorder")?;
     let history = Arc::new(RwLock::new(History::new(history_limits(&config))));
     let readiness = Readiness::default();
+    let status = StatusBoard::default();
     let auth = Arc::new(RwLock::new(config.web.auth.clone()));
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
@@ -53,11 +57,12 @@ pub async fn run(
         history: Arc::clone(&history),
         telemetry: telemetry.clone(),
         readiness: readiness.clone(),
+        status: status.clone(),
         auth: Arc::clone(&auth),
     };
 
     let mut server = Server::start(&config, state.clone(), &tracker, &shutdown).await?;
-    let mut collectors = Collectors::start(&config, &history, &readiness, &tracker, &shutdown);
+    let mut collectors = Collectors::start(&config, &history, &readiness, &status, &tracker, &shutdown);
     spawn_maintenance(&history, &tracker, &shutdown);
     spawn_upkeep(telemetry, &tracker, &shutdown);
     spawn_watchdog(&history, &tracker, &shutdown);
@@ -90,7 +95,7 @@ pub async fn run(
                 notify(&[NotifyState::Reloading]);
                 match config::load(config_path.as_deref(), &overrides) {
                     Ok(next) => {
-                        match apply(&current, &next, &history, &auth, &readiness, &mut server, &mut collectors, &state, &tracker, &shutdown).await {
+                        match apply(&current, &next, &history, &auth, &readiness, &status, &mut server, &mut collectors, &state, &tracker, &shutdown).await {
                             Ok(()) => {
                                 info!(config = %next.origin, "Configuration reloaded.");
                                 record_reload(true);
@@ -133,6 +138,7 @@ async fn apply(
     history: &Arc<RwLock<History>>,
     auth: &Arc<RwLock<WebAuth>>,
     readiness: &Readiness,
+    status: &StatusBoard,
     server: &mut Server,
     collectors: &mut Collectors,
     state: &AppState,
@@ -158,20 +164,19 @@ async fn apply(
         history.set_limits(history_limits(next));
     }
     set_history_gauges(next);
-    if current.host != next.host || current.host_filters != next.host_filters {
+    if current.host != next.host || current.host_filters != next.host_filters || current.targets != next.targets {
         collectors.stop();
-        if !next.host.enabled {
-            let now = now_ms();
+        let replacement = Collectors::start(next, history, readiness, status, tracker, shutdown);
+        // Sources that are gone end now: their series go stale and their details disappear.
+        let now = now_ms();
+        for source in collectors.sources.iter().filter(|s| !replacement.sources.contains(s)) {
             if let Ok(mut history) = history.write() {
-                for source in Collectors::SOURCES {
-                    history.retire_source(source, now);
-                }
+                history.retire_source(source, now);
             }
-            for source in Collectors::SOURCES {
-                readiness.forget(source);
-            }
+            readiness.forget(source);
+            status.remove(source);
         }
-        *collectors = Collectors::start(next, history, readiness, tracker, shutdown);
+        *collectors = replacement;
     }
     if current.log != next.log {
         warn!("Log settings changed; they take effect at the next restart.");
@@ -213,56 +218,72 @@ impl Server {
 /// The running collector tasks of one configuration generation.
 struct Collectors {
     cancel: CancellationToken,
+    /// History source names of the running collectors.
+    sources: Vec<String>,
 }
 
 impl Collectors {
-    /// History sources owned by the host schedule.
-    const SOURCES: [&'static str; 2] = ["host", "process"];
-
     fn start(
         config: &Config,
         history: &Arc<RwLock<History>>,
         readiness: &Readiness,
+        status: &StatusBoard,
         tracker: &TaskTracker,
         shutdown: &CancellationToken,
     ) -> Collectors {
-        let cancel = shutdown.child_token();
+        let mut collectors = Collectors {
+            cancel: shutdown.child_token(),
+            sources: Vec::new(),
+        };
         set_history_gauges(config);
         // The daemon's own process metrics always run, on the host schedule.
         let process_schedule = CollectorSchedule {
             enabled: true,
             ..config.host
         };
-        tracker.spawn(
-            run_collector(
-                ProcessCollector::new(),
-                process_schedule,
-                Arc::clone(history),
-                readiness.clone(),
-                cancel.clone(),
-            )
-            .instrument(info_span!("collector", name = "process")),
-        );
+        collectors.spawn(ProcessCollector::new(), process_schedule, history, readiness, tracker);
         if config.host.enabled {
             match HostCollector::new(config.host_filters.clone()) {
-                Ok(host) => {
-                    tracker.spawn(
-                        run_collector(
-                            host,
-                            config.host,
-                            Arc::clone(history),
-                            readiness.clone(),
-                            cancel.clone(),
-                        )
-                        .instrument(info_span!("collector", name = "host")),
-                    );
-                }
-                Err(error) => {
-                    error!(%error, "Cannot start the host collector; host metrics are unavailable.")
-                }
+                Ok(host) => collectors.spawn(host, config.host, history, readiness, tracker),
+                Err(error) => error!(%error, "Cannot start the host collector; host metrics are unavailable."),
             }
         }
-        Collectors { cancel }
+        for target in &config.targets.postgres {
+            match PostgresCollector::new(target.clone(), status.clone()) {
+                Ok(collector) => collectors.spawn(collector, target.common.schedule, history, readiness, tracker),
+                Err(error) => error!(%error, server = %target.common.server, "Cannot start the PostgreSQL collector."),
+            }
+        }
+        for target in &config.targets.pgbouncer {
+            match PgbouncerCollector::new(target.clone()) {
+                Ok(collector) => collectors.spawn(collector, target.common.schedule, history, readiness, tracker),
+                Err(error) => error!(%error, server = %target.common.server, "Cannot start the PgBouncer collector."),
+            }
+        }
+        for target in &config.targets.redis {
+            match RedisCollector::new(target.clone()) {
+                Ok(collector) => collectors.spawn(collector, target.common.schedule, history, readiness, tracker),
+                Err(error) => error!(%error, server = %target.common.server, "Cannot start the Redis collector."),
+            }
+        }
+        collectors
+    }
+
+    /// Runs one collector as a tracked task of this generation.
+    fn spawn<C: Collector>(
+        &mut self,
+        collector: C,
+        schedule: CollectorSchedule,
+        history: &Arc<RwLock<History>>,
+        readiness: &Readiness,
+        tracker: &TaskTracker,
+    ) {
+        let name = collector.name().to_string();
+        self.sources.push(name.clone());
+        tracker.spawn(
+            run_collector(collector, schedule, Arc::clone(history), readiness.clone(), self.cancel.clone())
+                .instrument(info_span!("collector", name = %name)),
+        );
     }
 
     fn stop(&self) {

@@ -5,10 +5,18 @@
 //! one never delays another, and a scrape never waits for any of them.
 
 pub mod host;
+mod labels;
+pub mod pgbouncer;
+pub mod postgres;
 pub mod process;
+pub mod redis;
 mod schedule;
 
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::{Arc, RwLock};
+
+pub use labels::TargetLabels;
 
 pub use schedule::{Readiness, run_collector};
 
@@ -40,4 +48,40 @@ pub trait Collector: Send + 'static {
 
     /// Gathers one batch. The scheduler enforces the timeout by dropping the future.
     fn collect(&mut self) -> impl Future<Output = Result<Batch, CollectError>> + Send;
+
+    /// What to record when a collection fails or times out: for a remote target its `*_up 0`,
+    /// so dashboards and alerts see the target down rather than missing. Every other series of
+    /// the source goes stale.
+    fn failure_batch(&self) -> Batch {
+        Batch::new()
+    }
+}
+
+/// Details that do not belong in labels (normalised query texts, long-running sessions), kept
+/// per source for `/api/v1/status` and bounded by what the collectors publish.
+#[derive(Clone, Default)]
+pub struct StatusBoard {
+    entries: Arc<RwLock<BTreeMap<String, serde_json::Value>>>,
+}
+
+impl StatusBoard {
+    /// Replaces a source's published details.
+    pub fn publish(&self, source: &str, value: serde_json::Value) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.insert(source.to_string(), value);
+        }
+    }
+
+    /// Removes a source's details (the target was removed).
+    pub fn remove(&self, source: &str) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.remove(source);
+        }
+    }
+
+    /// A copy of every source's details.
+    pub fn snapshot(&self) -> serde_json::Value {
+        let entries = self.entries.read().map(|e| e.clone()).unwrap_or_default();
+        serde_json::Value::Object(entries.into_iter().collect())
+    }
 }

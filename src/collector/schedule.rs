@@ -12,7 +12,6 @@ use tracing::{debug, info, warn};
 use super::Collector;
 use crate::config::CollectorSchedule;
 use crate::history::History;
-use crate::model::Batch;
 
 /// Which collectors have completed a first collection; `/readyz` answers from it.
 #[derive(Clone, Default)]
@@ -124,14 +123,14 @@ pub async fn run_collector<C: Collector>(
                     debug!(collector = %name, %error, "Collection still failing.");
                 }
                 failing = true;
-                (Batch::new(), "error")
+                (collector.failure_batch(), "error")
             }
             Err(_) => {
                 if !failing {
                     warn!(collector = %name, timeout = ?schedule.timeout, "Collection timed out; its series are marked stale until it recovers.");
                 }
                 failing = true;
-                (Batch::new(), "timeout")
+                (collector.failure_batch(), "timeout")
             }
         };
         metrics::counter!("prismwatch_collector_runs_total", "collector" => name.clone(), "result" => result)
@@ -175,7 +174,7 @@ mod tests {
     use super::*;
     use crate::collector::CollectError;
     use crate::history::HistoryLimits;
-    use crate::model::{Labels, MetricKind};
+    use crate::model::{Batch, Labels, MetricKind};
 
     /// Counts its collections; sleeps `delay` in each one.
     struct Probe {

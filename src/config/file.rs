@@ -30,6 +30,12 @@ pub struct FileConfig {
     pub web: WebSection,
     pub history: HistorySection,
     pub host: HostSection,
+    /// PostgreSQL servers to watch.
+    pub postgres: Vec<super::targets::PostgresSection>,
+    /// PgBouncer admin consoles to watch.
+    pub pgbouncer: Vec<super::targets::PgbouncerSection>,
+    /// Redis servers to watch.
+    pub redis: Vec<super::targets::RedisSection>,
 }
 
 /// `[log]`
@@ -359,6 +365,15 @@ pub fn validate(
         ),
     };
 
+    let targets = super::targets::validate(
+        source,
+        &mut errors,
+        &file.postgres,
+        &file.pgbouncer,
+        &file.redis,
+        overrides,
+    );
+
     // [log]
     let level = overrides
         .log_level
@@ -427,6 +442,7 @@ pub fn validate(
                 timeout,
             },
             host_filters,
+            targets,
         }),
         _ => Err(ConfigErrors(errors)),
     }

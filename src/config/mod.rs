@@ -5,6 +5,7 @@
 mod error;
 mod file;
 mod secret;
+mod targets;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use std::time::Duration;
 pub use error::{ConfigError, ConfigErrors, Source};
 pub use file::{FileConfig, HumanDuration, LogFormat};
 pub use secret::{Secret, SecretRef};
+pub use targets::{PgbouncerTarget, PostgresTarget, RedisTarget, TargetCommon, Targets};
 
 /// The configuration used when no file is given.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
@@ -35,6 +37,9 @@ pub struct Overrides {
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
     pub host_interval: Option<String>,
+    pub postgres: Vec<String>,
+    pub pgbouncer: Vec<String>,
+    pub redis: Vec<String>,
 }
 
 /// The validated configuration.
@@ -49,6 +54,7 @@ pub struct Config {
     pub history: HistoryConfig,
     pub host: CollectorSchedule,
     pub host_filters: HostFilters,
+    pub targets: Targets,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

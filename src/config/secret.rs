@@ -12,6 +12,11 @@ use serde::Deserialize;
 pub struct SecretRef(String);
 
 impl SecretRef {
+    /// A secret given on the command line (same `env:`/`file:` forms as the file).
+    pub fn from_flag(value: &str) -> SecretRef {
+        SecretRef(value.to_string())
+    }
+
     /// Reads the secret's value. The error says where the value was looked for, never the value.
     pub fn resolve(&self) -> Result<Secret, String> {
         if let Some(name) = self.0.strip_prefix("env:") {

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::collector::Readiness;
+use crate::collector::{Readiness, StatusBoard};
 use crate::config::WebAuth;
 use crate::exposition;
 use crate::history::History;
@@ -44,6 +44,8 @@ pub struct AppState {
     pub history: Arc<RwLock<History>>,
     pub telemetry: PrometheusHandle,
     pub readiness: Readiness,
+    /// Collector details that are not metrics (query texts, long-running sessions).
+    pub status: StatusBoard,
     /// Swapped in place by a reload.
     pub auth: Arc<RwLock<WebAuth>>,
 }
@@ -52,6 +54,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let protected = Router::new()
         .route("/metrics", get(metrics_handler))
+        .route("/api/v1/status", get(status_handler))
         .route("/", get(index))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
     Router::new()
@@ -198,8 +201,13 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
+async fn status_handler(State(state): State<AppState>) -> Response {
+    let body = serde_json::json!({ "collectors": state.status.snapshot() });
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
 async fn index() -> &'static str {
-    "prismwatch\n\n/metrics  Prometheus exposition\n/healthz  liveness\n/readyz   readiness (first collection done)\n"
+    "prismwatch\n\n/metrics  Prometheus exposition\n/healthz  liveness\n/readyz   readiness (first collection done)\n/api/v1/status  collector details (top statements, long-running queries)\n"
 }
 
 async fn require_auth(State(state): State<AppState>, request: Request, next: Next) -> Response {

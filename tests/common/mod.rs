@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod servers;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -318,4 +320,24 @@ pub fn canonical(series: &str) -> String {
     labels.sort();
     let joined: Vec<String> = labels.iter().map(|l| format!("{l}\"")).collect();
     format!("{name}{{{}}}", joined.join(","))
+}
+
+/// Scrapes until `check` holds, or fails after `seconds` with the last exposition and the logs.
+pub fn wait_for(daemon: &Daemon, what: &str, seconds: u64, check: impl Fn(&Exposition) -> bool) -> Exposition {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut last = Exposition::default();
+    while Instant::now() < deadline {
+        last = daemon.scrape();
+        if check(&last) {
+            return last;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let relevant: Vec<String> = last
+        .samples
+        .iter()
+        .filter(|(k, _)| !k.starts_with("node_") && !k.starts_with("process_"))
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    panic!("timed out waiting for {what}\nlast scrape:\n{}\nlogs:\n{}", relevant.join("\n"), daemon.logs());
 }

@@ -1,0 +1,312 @@
+//! The PostgreSQL collector: connections and pool use, per-database statistics, locks,
+//! replication, long-running queries, and slow statements from pg_stat_statements, under
+//! postgres_exporter's names where it has the metric.
+//!
+//! Two round trips per collection on one persistent connection: a JSON snapshot of everything
+//! (`snapshot.sql`) and the pg_stat_statements counters (without query texts; texts are fetched
+//! once per new top statement). The monitoring role needs `pg_monitor` (see README).
+
+mod snapshot;
+mod statements;
+
+use std::collections::{BTreeSet, HashMap};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde_json::json;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use tracing::{info, warn};
+
+pub use statements::{StatementDelta, StatementKey, StatementTotals, StatementTracker, top_by_interval_time};
+
+use super::{CollectError, Collector, StatusBoard, TargetLabels};
+use crate::config::PostgresTarget;
+use crate::model::{Batch, MetricKind};
+
+/// Query texts are cut to this many characters (they are already normalised by
+/// pg_stat_statements: constants are `$1`, `$2`, ...).
+const QUERY_TEXT_LIMIT: usize = 500;
+
+/// See the module documentation.
+pub struct PostgresCollector {
+    source: String,
+    labels: TargetLabels,
+    target: PostgresTarget,
+    pool: PgPool,
+    status: StatusBoard,
+    /// `server_version_num`, read once per connection generation.
+    version: Option<i64>,
+    statements: StatementTracker,
+    texts: HashMap<i64, String>,
+    slow: BTreeSet<i64>,
+    previous_hits: HashMap<i64, (f64, f64)>,
+    warned_missing_extension: bool,
+}
+
+impl PostgresCollector {
+    /// Builds the collector; it connects lazily, so a server that is down at start is reported
+    /// with `pg_up 0` instead of stopping the daemon.
+    pub fn new(target: PostgresTarget, status: StatusBoard) -> Result<PostgresCollector, CollectError> {
+        let options = connect_options(target.dsn.expose(), target.common.schedule.timeout)?;
+        let pool = PgPoolOptions::new()
+            // One connection serves every query in sequence; a second covers the one left
+            // cleaning up after a timed-out query.
+            .max_connections(2)
+            .min_connections(0)
+            .acquire_timeout(target.common.schedule.timeout)
+            .idle_timeout(None)
+            .test_before_acquire(false)
+            .connect_lazy_with(options);
+        Ok(PostgresCollector {
+            source: format!("postgres:{}", target.common.server),
+            labels: TargetLabels::new(&target.common),
+            target,
+            pool,
+            status,
+            version: None,
+            statements: StatementTracker::default(),
+            texts: HashMap::new(),
+            slow: BTreeSet::new(),
+            previous_hits: HashMap::new(),
+            warned_missing_extension: false,
+        })
+    }
+
+    async fn collect_batch(&mut self) -> Result<Batch, CollectError> {
+        let server = self.labels.server().to_string();
+        let fail = |error: sqlx::Error| CollectError::Other(format!("PostgreSQL {server}: {error}"));
+        let mut connection = self.pool.acquire().await.map_err(&fail)?;
+        let version = match self.version {
+            Some(version) => version,
+            None => {
+                let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int")
+                    .fetch_one(&mut *connection)
+                    .await
+                    .map_err(&fail)?;
+                let version = i64::from(version);
+                if version < 100_000 {
+                    return Err(CollectError::Other(format!(
+                        "PostgreSQL {server}: version {version} is not supported; prismwatch needs PostgreSQL 10 or newer"
+                    )));
+                }
+                self.version = Some(version);
+                version
+            }
+        };
+        let sql = if version >= 140_000 { snapshot::SNAPSHOT_SQL_14 } else { snapshot::SNAPSHOT_SQL_10 };
+        let text: String = sqlx::query_scalar(sql)
+            .bind(self.target.long_running_threshold.as_secs_f64())
+            .fetch_one(&mut *connection)
+            .await
+            .map_err(&fail)?;
+        let snapshot: snapshot::Snapshot = serde_json::from_str(&text)
+            .map_err(|error| CollectError::Other(format!("PostgreSQL {server}: unexpected snapshot ({error})")))?;
+
+        let mut batch = Batch::new();
+        batch.single_labelled("pg_up", MetricKind::Gauge, "Whether the last scrape of metrics from PostgreSQL was able to connect to the server (1 for yes, 0 for no).", &self.labels.with(&[]), 1.0);
+        snapshot::emit(&snapshot, &self.labels, &mut self.previous_hits, &mut batch);
+        self.emit_pool(&mut batch);
+
+        let mut status = json!({
+            "server_version": snapshot::short_version(snapshot.version_num),
+            "pg_stat_statements": snapshot.has_statements,
+            "long_running": snapshot.sessions.long_running,
+        });
+        batch.single_labelled(
+            "prismwatch_postgres_stat_statements_available",
+            MetricKind::Gauge,
+            "Whether pg_stat_statements is installed in the monitored database (slow-query metrics need it).",
+            &self.labels.with(&[]),
+            f64::from(u8::from(snapshot.has_statements)),
+        );
+        if snapshot.has_statements {
+            let top = self.collect_statements(&mut connection, version, &mut batch).await.map_err(&fail)?;
+            status["statements"] = top;
+        } else if !self.warned_missing_extension {
+            warn!(server = %server, "pg_stat_statements is not installed in the monitored database; slow-query metrics are off. Add it to shared_preload_libraries and run CREATE EXTENSION pg_stat_statements.");
+            self.warned_missing_extension = true;
+        }
+        self.status.publish(&self.source, status);
+        Ok(batch)
+    }
+
+    fn emit_pool(&self, batch: &mut Batch) {
+        let size = self.pool.size() as f64;
+        let idle = self.pool.num_idle() as f64;
+        batch.family("prismwatch_postgres_pool_connections", MetricKind::Gauge, "Connections of prismwatch's own pool to this server, by state.");
+        batch.push("prismwatch_postgres_pool_connections", &self.labels.with(&[("state", "idle")]), idle);
+        batch.push("prismwatch_postgres_pool_connections", &self.labels.with(&[("state", "in_use")]), (size - idle).max(0.0));
+        batch.single_labelled("prismwatch_postgres_pool_max_connections", MetricKind::Gauge, "Size limit of prismwatch's own pool to this server.", &self.labels.with(&[]), 2.0);
+    }
+
+    /// Reads pg_stat_statements, exports the top N of the interval and the slow count, and
+    /// returns the top N with their texts for the status API.
+    async fn collect_statements(
+        &mut self,
+        connection: &mut sqlx::PgConnection,
+        version: i64,
+        batch: &mut Batch,
+    ) -> Result<serde_json::Value, sqlx::Error> {
+        // Column names changed in 13 (total_exec_time) and 17 (shared_blk_*_time).
+        let sql = if version >= 170_000 {
+            "SELECT s.queryid, pg_get_userbyid(s.userid)::text, d.datname::text, s.calls, s.total_exec_time, s.rows, s.shared_blks_hit, s.shared_blks_read, s.shared_blk_read_time, s.shared_blk_write_time FROM pg_stat_statements(false) s JOIN pg_database d ON d.oid = s.dbid WHERE s.queryid IS NOT NULL"
+        } else if version >= 130_000 {
+            "SELECT s.queryid, pg_get_userbyid(s.userid)::text, d.datname::text, s.calls, s.total_exec_time, s.rows, s.shared_blks_hit, s.shared_blks_read, s.blk_read_time, s.blk_write_time FROM pg_stat_statements(false) s JOIN pg_database d ON d.oid = s.dbid WHERE s.queryid IS NOT NULL"
+        } else {
+            "SELECT s.queryid, pg_get_userbyid(s.userid)::text, d.datname::text, s.calls, s.total_time, s.rows, s.shared_blks_hit, s.shared_blks_read, s.blk_read_time, s.blk_write_time FROM pg_stat_statements(false) s JOIN pg_database d ON d.oid = s.dbid WHERE s.queryid IS NOT NULL"
+        };
+        type Row = (i64, String, String, i64, f64, i64, i64, i64, f64, f64);
+        let rows: Vec<Row> = sqlx::query_as(sql).fetch_all(&mut *connection).await?;
+        let tracked = rows.len();
+        let current: Vec<(StatementKey, StatementTotals)> = rows
+            .into_iter()
+            .map(|(queryid, user, datname, calls, exec_ms, rows, hit, read, read_ms, write_ms)| {
+                (
+                    StatementKey { queryid, user, datname },
+                    StatementTotals {
+                        calls: calls as f64,
+                        exec_ms,
+                        rows: rows as f64,
+                        shared_blks_hit: hit as f64,
+                        shared_blks_read: read as f64,
+                        blk_read_ms: read_ms,
+                        blk_write_ms: write_ms,
+                    },
+                )
+            })
+            .collect();
+        batch.single_labelled("prismwatch_postgres_statements_tracked", MetricKind::Gauge, "Entries in pg_stat_statements.", &self.labels.with(&[]), tracked as f64);
+        let Some(deltas) = self.statements.update(current) else {
+            return Ok(json!([]));
+        };
+        let threshold = self.target.slow_statement_threshold.as_secs_f64();
+        let slow: BTreeSet<i64> = deltas
+            .iter()
+            .filter(|d| d.delta.calls > 0.0 && d.delta.mean_seconds() > threshold)
+            .map(|d| d.key.queryid)
+            .collect();
+        batch.single_labelled(
+            "prismwatch_postgres_slow_statements",
+            MetricKind::Gauge,
+            "Statements whose mean execution time in the last interval exceeded the slow-statement threshold.",
+            &self.labels.with(&[]),
+            slow.len() as f64,
+        );
+        let top = top_by_interval_time(&deltas, self.target.top_statements);
+        let missing: Vec<i64> = top
+            .iter()
+            .map(|d| d.key.queryid)
+            .chain(slow.iter().copied())
+            .filter(|id| !self.texts.contains_key(id))
+            .collect();
+        if !missing.is_empty() {
+            let texts: Vec<(i64, String)> = sqlx::query_as("SELECT queryid, left(query, $2) FROM pg_stat_statements WHERE queryid = ANY($1)")
+                .bind(&missing)
+                .bind(QUERY_TEXT_LIMIT as i32)
+                .fetch_all(&mut *connection)
+                .await?;
+            self.texts.extend(texts);
+        }
+        // Keep texts only for what is shown, so the cache stays bounded.
+        let shown: BTreeSet<i64> = top.iter().map(|d| d.key.queryid).chain(slow.iter().copied()).collect();
+        self.texts.retain(|id, _| shown.contains(id));
+        for id in slow.difference(&self.slow) {
+            if let Some(delta) = deltas.iter().find(|d| d.key.queryid == *id) {
+                info!(
+                    server = %self.labels.server(),
+                    queryid = id,
+                    datname = %delta.key.datname,
+                    user = %delta.key.user,
+                    mean_seconds = delta.delta.mean_seconds(),
+                    calls = delta.delta.calls,
+                    query = %self.texts.get(id).map(String::as_str).unwrap_or(""),
+                    "Statement became slow."
+                );
+            }
+        }
+        self.slow = slow;
+        emit_top(&top, &self.labels, batch);
+        Ok(top
+            .iter()
+            .map(|d| {
+                json!({
+                    "queryid": d.key.queryid.to_string(),
+                    "user": d.key.user,
+                    "datname": d.key.datname,
+                    "calls": d.delta.calls,
+                    "seconds": d.delta.exec_ms / 1000.0,
+                    "mean_seconds": d.delta.mean_seconds(),
+                    "rows": d.delta.rows,
+                    "query": self.texts.get(&d.key.queryid),
+                })
+            })
+            .collect())
+    }
+}
+
+fn emit_top(top: &[&StatementDelta], labels: &TargetLabels, batch: &mut Batch) {
+    let families: [(&str, MetricKind, &str); 10] = [
+        ("pg_stat_statements_calls_total", MetricKind::Counter, "Number of times executed"),
+        ("pg_stat_statements_seconds_total", MetricKind::Counter, "Total time spent in the statement, in seconds"),
+        ("pg_stat_statements_rows_total", MetricKind::Counter, "Total number of rows retrieved or affected by the statement"),
+        ("pg_stat_statements_block_read_seconds_total", MetricKind::Counter, "Total time the statement spent reading blocks, in seconds"),
+        ("pg_stat_statements_block_write_seconds_total", MetricKind::Counter, "Total time the statement spent writing blocks, in seconds"),
+        ("prismwatch_postgres_statement_calls", MetricKind::Gauge, "Calls of a top statement in the last interval."),
+        ("prismwatch_postgres_statement_seconds", MetricKind::Gauge, "Execution time a top statement spent in the last interval."),
+        ("prismwatch_postgres_statement_mean_seconds", MetricKind::Gauge, "Mean execution time of a top statement in the last interval."),
+        ("prismwatch_postgres_statement_shared_blocks_hit", MetricKind::Gauge, "Shared buffer hits of a top statement in the last interval."),
+        ("prismwatch_postgres_statement_shared_blocks_read", MetricKind::Gauge, "Shared blocks read by a top statement in the last interval."),
+    ];
+    for (name, kind, help) in families {
+        batch.family(name, kind, help);
+    }
+    for delta in top {
+        let queryid = delta.key.queryid.to_string();
+        let labels = labels.with(&[("user", &delta.key.user), ("datname", &delta.key.datname), ("queryid", &queryid)]);
+        let (totals, interval) = (&delta.totals, &delta.delta);
+        batch.push("pg_stat_statements_calls_total", &labels, totals.calls);
+        batch.push("pg_stat_statements_seconds_total", &labels, totals.exec_ms / 1000.0);
+        batch.push("pg_stat_statements_rows_total", &labels, totals.rows);
+        batch.push("pg_stat_statements_block_read_seconds_total", &labels, totals.blk_read_ms / 1000.0);
+        batch.push("pg_stat_statements_block_write_seconds_total", &labels, totals.blk_write_ms / 1000.0);
+        batch.push("prismwatch_postgres_statement_calls", &labels, interval.calls);
+        batch.push("prismwatch_postgres_statement_seconds", &labels, interval.exec_ms / 1000.0);
+        batch.push("prismwatch_postgres_statement_mean_seconds", &labels, interval.mean_seconds());
+        batch.push("prismwatch_postgres_statement_shared_blocks_hit", &labels, interval.shared_blks_hit);
+        batch.push("prismwatch_postgres_statement_shared_blocks_read", &labels, interval.shared_blks_read);
+    }
+}
+
+impl Collector for PostgresCollector {
+    fn name(&self) -> &str {
+        &self.source
+    }
+
+    async fn collect(&mut self) -> Result<Batch, CollectError> {
+        let result = self.collect_batch().await;
+        if result.is_err() {
+            // The server may have restarted or been replaced: re-read its version and restart
+            // statement deltas from a fresh baseline.
+            self.version = None;
+            self.statements.reset();
+        }
+        result
+    }
+
+    fn failure_batch(&self) -> Batch {
+        let mut batch = Batch::new();
+        batch.single_labelled("pg_up", MetricKind::Gauge, "Whether the last scrape of metrics from PostgreSQL was able to connect to the server (1 for yes, 0 for no).", &self.labels.with(&[]), 0.0);
+        batch
+    }
+}
+
+/// Connection options: the DSN plus an application name and server-side time limits, so a
+/// query the scheduler gave up on does not keep running on the server.
+fn connect_options(dsn: &str, timeout: Duration) -> Result<PgConnectOptions, CollectError> {
+    let options = PgConnectOptions::from_str(dsn)
+        .map_err(|error| CollectError::Other(format!("invalid PostgreSQL connection string: {error}")))?;
+    let milliseconds = timeout.as_millis().max(1);
+    Ok(options
+        .application_name("prismwatch")
+        .options([("statement_timeout", format!("{milliseconds}")), ("lock_timeout", format!("{milliseconds}"))]))
+}
