@@ -62,7 +62,8 @@ pub async fn run(
     };
 
     let mut server = Server::start(&config, state.clone(), &tracker, &shutdown).await?;
-    let mut collectors = Collectors::start(&config, &history, &readiness, &status, &tracker, &shutdown);
+    let mut collectors =
+        Collectors::start(&config, &history, &readiness, &status, &tracker, &shutdown);
     spawn_maintenance(&history, &tracker, &shutdown);
     spawn_upkeep(telemetry, &tracker, &shutdown);
     spawn_watchdog(&history, &tracker, &shutdown);
@@ -164,12 +165,19 @@ async fn apply(
         history.set_limits(history_limits(next));
     }
     set_history_gauges(next);
-    if current.host != next.host || current.host_filters != next.host_filters || current.targets != next.targets {
+    if current.host != next.host
+        || current.host_filters != next.host_filters
+        || current.targets != next.targets
+    {
         collectors.stop();
         let replacement = Collectors::start(next, history, readiness, status, tracker, shutdown);
         // Sources that are gone end now: their series go stale and their details disappear.
         let now = now_ms();
-        for source in collectors.sources.iter().filter(|s| !replacement.sources.contains(s)) {
+        for source in collectors
+            .sources
+            .iter()
+            .filter(|s| !replacement.sources.contains(s))
+        {
             if let Ok(mut history) = history.write() {
                 history.retire_source(source, now);
             }
@@ -241,29 +249,61 @@ impl Collectors {
             enabled: true,
             ..config.host
         };
-        collectors.spawn(ProcessCollector::new(), process_schedule, history, readiness, tracker);
+        collectors.spawn(
+            ProcessCollector::new(),
+            process_schedule,
+            history,
+            readiness,
+            tracker,
+        );
         if config.host.enabled {
             match HostCollector::new(config.host_filters.clone()) {
                 Ok(host) => collectors.spawn(host, config.host, history, readiness, tracker),
-                Err(error) => error!(%error, "Cannot start the host collector; host metrics are unavailable."),
+                Err(error) => {
+                    error!(%error, "Cannot start the host collector; host metrics are unavailable.")
+                }
             }
         }
         for target in &config.targets.postgres {
             match PostgresCollector::new(target.clone(), status.clone()) {
-                Ok(collector) => collectors.spawn(collector, target.common.schedule, history, readiness, tracker),
-                Err(error) => error!(%error, server = %target.common.server, "Cannot start the PostgreSQL collector."),
+                Ok(collector) => collectors.spawn(
+                    collector,
+                    target.common.schedule,
+                    history,
+                    readiness,
+                    tracker,
+                ),
+                Err(error) => {
+                    error!(%error, server = %target.common.server, "Cannot start the PostgreSQL collector.")
+                }
             }
         }
         for target in &config.targets.pgbouncer {
             match PgbouncerCollector::new(target.clone()) {
-                Ok(collector) => collectors.spawn(collector, target.common.schedule, history, readiness, tracker),
-                Err(error) => error!(%error, server = %target.common.server, "Cannot start the PgBouncer collector."),
+                Ok(collector) => collectors.spawn(
+                    collector,
+                    target.common.schedule,
+                    history,
+                    readiness,
+                    tracker,
+                ),
+                Err(error) => {
+                    error!(%error, server = %target.common.server, "Cannot start the PgBouncer collector.")
+                }
             }
         }
         for target in &config.targets.redis {
             match RedisCollector::new(target.clone()) {
-                Ok(collector) => collectors.spawn(collector, target.common.schedule, history, readiness, tracker),
-                Err(error) => error!(%error, server = %target.common.server, "Cannot start the Redis collector."),
+                Ok(collector) => collectors.spawn(
+                    collector,
+                    target.common.schedule,
+                    history,
+                    readiness,
+                    tracker,
+                ),
+                Err(error) => {
+                    error!(%error, server = %target.common.server, "Cannot start the Redis collector.")
+                }
             }
         }
         collectors
@@ -281,8 +321,14 @@ impl Collectors {
         let name = collector.name().to_string();
         self.sources.push(name.clone());
         tracker.spawn(
-            run_collector(collector, schedule, Arc::clone(history), readiness.clone(), self.cancel.clone())
-                .instrument(info_span!("collector", name = %name)),
+            run_collector(
+                collector,
+                schedule,
+                Arc::clone(history),
+                readiness.clone(),
+                self.cancel.clone(),
+            )
+            .instrument(info_span!("collector", name = %name)),
         );
     }
 

@@ -140,7 +140,14 @@ impl Batch {
     }
 
     /// Declares a family and adds one sample with `labels` to it.
-    pub fn single_labelled(&mut self, name: &str, kind: MetricKind, help: &str, labels: &[(&str, &str)], value: f64) {
+    pub fn single_labelled(
+        &mut self,
+        name: &str,
+        kind: MetricKind,
+        help: &str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) {
         self.family(name, kind, help);
         self.push(name, labels, value);
     }

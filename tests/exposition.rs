@@ -9,16 +9,39 @@ use std::process::{Command, Stdio};
 use common::{Daemon, require_program};
 
 /// Lints promtool reports on names we keep for compatibility: node_exporter's camelCase memory
-/// fields. Our own `prismwatch_*` metrics must have none.
+/// fields, postgres_exporter's `_count` gauges and its pg_stat_database counters without
+/// `_total`, and redis_exporter's `redis_instantaneous_ops_per_sec`. Our own `prismwatch_*` metrics must have none.
 fn is_inherited_lint(line: &str) -> bool {
     let name = line.split_whitespace().next().unwrap_or("");
-    name.starts_with("node_memory_") && line.contains("camelCase")
+    (name.starts_with("node_memory_") && line.contains("camelCase"))
+        || (matches!(name, "pg_stat_activity_count" | "pg_locks_count")
+            && line.contains("\"_count\" suffix"))
+        || (name.starts_with("pg_stat_database_") && line.contains("\"_total\" suffix"))
+        || (name == "redis_instantaneous_ops_per_sec" && line.contains("abbreviated units"))
 }
 
 #[test]
 fn promtool_finds_only_inherited_naming_lints() {
     let promtool = require_program("promtool", "prometheus");
-    let daemon = Daemon::start_ready(None, &["--host-interval", "1s"]);
+    // Every collector on: host, PostgreSQL (with top statements), PgBouncer and Redis.
+    let postgres = common::servers::Postgres::start();
+    let bouncer = common::servers::Pgbouncer::start(&postgres, 2);
+    let redis = common::servers::Redis::start(&[]);
+    let daemon = Daemon::start_ready(
+        None,
+        &[
+            "--host-interval",
+            "1s",
+            "--postgres",
+            &postgres.dsn("postgres"),
+            "--pgbouncer",
+            &bouncer.admin_dsn(),
+            "--redis",
+            &redis.url(),
+        ],
+    );
+    postgres.psql("postgres", "SELECT pg_sleep(0.1)");
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
     // Scrape twice so the scrape-duration histogram has been observed.
     let _ = daemon.get("/metrics", &[]);
     let body = daemon.get("/metrics", &[]).body;

@@ -20,44 +20,121 @@ fn slow_statements_long_queries_and_idle_transactions_are_reported() {
     postgres.psql("app", "CREATE TABLE items (id int PRIMARY KEY, name text)");
     let daemon = Daemon::start_ready(Some(&config(&postgres, "")), &[]);
     let server = postgres.address();
-    let key = |name: &str, extra: &str| format!("{name}{{{extra}role=\"primary\",server=\"{server}\"}}");
-    wait_for(&daemon, "pg_up 1", 10, |e| e.value(&key("pg_up", "")) == Some(1.0));
+    let key =
+        |name: &str, extra: &str| format!("{name}{{{extra}role=\"primary\",server=\"{server}\"}}");
+    wait_for(&daemon, "pg_up 1", 10, |e| {
+        e.value(&key("pg_up", "")) == Some(1.0)
+    });
 
     // Slow statements (mean 0.7 s > 0.5 s) for about seven seconds, a long-running one, an
     // idle transaction.
-    postgres.psql("app", "INSERT INTO items SELECT g, 'x' FROM generate_series(1, 100) g");
+    postgres.psql(
+        "app",
+        "INSERT INTO items SELECT g, 'x' FROM generate_series(1, 100) g",
+    );
     let _slow = postgres.spawn_sql("app", &"SELECT pg_sleep(0.7);".repeat(10));
     let exposition = wait_for(&daemon, "a slow statement", 15, |e| {
-        e.value(&key("prismwatch_postgres_slow_statements", "")).is_some_and(|v| v >= 1.0)
+        e.value(&key("prismwatch_postgres_slow_statements", ""))
+            .is_some_and(|v| v >= 1.0)
     });
     // The statement's text is available, normalised, in the status API, not in labels.
     let status = daemon.get("/api/v1/status", &[]).body;
     assert!(status.contains("pg_sleep($1)"), "{status}");
-    assert!(!status.contains("pg_sleep(0.7)"), "literal values must not appear: {status}");
+    assert!(
+        !status.contains("pg_sleep(0.7)"),
+        "literal values must not appear: {status}"
+    );
     let statements = exposition.keys_of("pg_stat_statements_seconds_total");
-    assert!(statements.iter().any(|k| k.contains("datname=\"app\"") && k.contains("queryid=") && k.contains("user=\"postgres\"")), "{statements:?}");
-    assert!(exposition.keys_of("prismwatch_postgres_statement_mean_seconds").iter().any(|k| exposition.value(k).is_some_and(|v| v > 0.5)));
+    assert!(
+        statements.iter().any(|k| k.contains("datname=\"app\"")
+            && k.contains("queryid=")
+            && k.contains("user=\"postgres\"")),
+        "{statements:?}"
+    );
+    assert!(
+        exposition
+            .keys_of("prismwatch_postgres_statement_mean_seconds")
+            .iter()
+            .any(|k| exposition.value(k).is_some_and(|v| v > 0.5))
+    );
 
     let _long = postgres.spawn_sql("app", "SELECT pg_sleep(8)");
     let _idle = postgres.idle_in_transaction("app");
-    let exposition = wait_for(&daemon, "long-running and idle-in-transaction figures", 15, |e| {
-        e.value(&key("prismwatch_postgres_long_running_queries", "")).is_some_and(|v| v >= 1.0)
-            && e.value(&key("prismwatch_postgres_idle_in_transaction_sessions", "")).is_some_and(|v| v >= 1.0)
-    });
-    assert!(exposition.value(&key("prismwatch_postgres_longest_query_seconds", "")).is_some_and(|v| v > 2.0));
-    assert!(exposition.value(&key("prismwatch_postgres_idle_in_transaction_max_seconds", "")).is_some_and(|v| v > 0.0));
-    assert_eq!(exposition.value(&key("pg_stat_activity_count", "datname=\"app\",state=\"idle in transaction\",")), Some(1.0));
-    assert!(exposition.value(&key("pg_stat_activity_count", "datname=\"app\",state=\"active\",")).is_some_and(|v| v >= 1.0));
-    assert_eq!(exposition.value(&key("pg_settings_max_connections", "")), Some(30.0));
+    let exposition = wait_for(
+        &daemon,
+        "long-running and idle-in-transaction figures",
+        15,
+        |e| {
+            e.value(&key("prismwatch_postgres_long_running_queries", ""))
+                .is_some_and(|v| v >= 1.0)
+                && e.value(&key("prismwatch_postgres_idle_in_transaction_sessions", ""))
+                    .is_some_and(|v| v >= 1.0)
+        },
+    );
+    assert!(
+        exposition
+            .value(&key("prismwatch_postgres_longest_query_seconds", ""))
+            .is_some_and(|v| v > 2.0)
+    );
+    assert!(
+        exposition
+            .value(&key(
+                "prismwatch_postgres_idle_in_transaction_max_seconds",
+                ""
+            ))
+            .is_some_and(|v| v > 0.0)
+    );
+    assert_eq!(
+        exposition.value(&key(
+            "pg_stat_activity_count",
+            "datname=\"app\",state=\"idle in transaction\","
+        )),
+        Some(1.0)
+    );
+    assert!(
+        exposition
+            .value(&key(
+                "pg_stat_activity_count",
+                "datname=\"app\",state=\"active\","
+            ))
+            .is_some_and(|v| v >= 1.0)
+    );
+    assert_eq!(
+        exposition.value(&key("pg_settings_max_connections", "")),
+        Some(30.0)
+    );
     // 30 slots minus 3 reserved for superusers.
-    assert_eq!(exposition.value(&key("prismwatch_postgres_connection_slots", "")), Some(27.0));
-    let clients = exposition.value(&key("prismwatch_postgres_client_connections", "")).unwrap_or(0.0);
-    let ratio = exposition.value(&key("prismwatch_postgres_connection_saturation_ratio", "")).unwrap_or(0.0);
-    assert!(clients >= 3.0 && (ratio - clients / 27.0).abs() < 1e-9, "{clients} {ratio}");
-    assert!(exposition.keys_of("pg_stat_database_tup_inserted").iter().any(|k| k.contains("datname=\"app\"") && exposition.value(k).is_some_and(|v| v >= 100.0)));
+    assert_eq!(
+        exposition.value(&key("prismwatch_postgres_connection_slots", "")),
+        Some(27.0)
+    );
+    let clients = exposition
+        .value(&key("prismwatch_postgres_client_connections", ""))
+        .unwrap_or(0.0);
+    let ratio = exposition
+        .value(&key("prismwatch_postgres_connection_saturation_ratio", ""))
+        .unwrap_or(0.0);
+    assert!(
+        clients >= 3.0 && (ratio - clients / 27.0).abs() < 1e-9,
+        "{clients} {ratio}"
+    );
+    assert!(
+        exposition
+            .keys_of("pg_stat_database_tup_inserted")
+            .iter()
+            .any(|k| k.contains("datname=\"app\"")
+                && exposition.value(k).is_some_and(|v| v >= 100.0))
+    );
     let long_running = daemon.get("/api/v1/status", &[]).body;
-    assert!(long_running.contains("\"long_running\":[{"), "{long_running}");
-    assert!(daemon.logs().contains("Statement became slow."), "{}", daemon.logs());
+    assert!(
+        long_running.contains("\"long_running\":[{"),
+        "{long_running}"
+    );
+    assert!(
+        daemon.logs().contains("Statement became slow."),
+        "{}",
+        daemon.logs()
+    );
 }
 
 #[test]
@@ -67,10 +144,25 @@ fn missing_pg_stat_statements_is_reported_once_and_the_rest_collected() {
     let daemon = Daemon::start_ready(Some(&config(&postgres, "")), &[]);
     let server = postgres.address();
     let exposition = wait_for(&daemon, "a few collections", 10, |e| {
-        e.value(&format!("prismwatch_collector_runs_total{{collector=\"postgres:{server}\",result=\"success\"}}")).is_some_and(|v| v >= 3.0)
+        e.value(&format!(
+            "prismwatch_collector_runs_total{{collector=\"postgres:{server}\",result=\"success\"}}"
+        ))
+        .is_some_and(|v| v >= 3.0)
     });
-    assert_eq!(exposition.value(&format!("pg_up{{role=\"primary\",server=\"{server}\"}}")), Some(1.0));
-    assert_eq!(exposition.value(&format!("prismwatch_postgres_stat_statements_available{{role=\"primary\",server=\"{server}\"}}")), Some(0.0));
+    assert_eq!(
+        exposition.value(&format!("pg_up{{role=\"primary\",server=\"{server}\"}}")),
+        Some(1.0)
+    );
+    assert_eq!(
+        exposition.value(&format!(
+            "prismwatch_postgres_stat_statements_available{{role=\"primary\",server=\"{server}\"}}"
+        )),
+        Some(0.0)
+    );
     let logs = daemon.logs();
-    assert_eq!(logs.matches("pg_stat_statements is not installed").count(), 1, "{logs}");
+    assert_eq!(
+        logs.matches("pg_stat_statements is not installed").count(),
+        1,
+        "{logs}"
+    );
 }

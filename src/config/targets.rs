@@ -8,10 +8,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::CollectorSchedule;
 use super::error::{ConfigError, Source};
 use super::file::HumanDuration;
 use super::secret::{Secret, SecretRef};
-use super::CollectorSchedule;
 
 /// `[[postgres]]`
 #[derive(Debug, Deserialize)]
@@ -103,7 +103,9 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Label names the collectors set themselves; user labels may not take them.
-const RESERVED_LABELS: [&str; 8] = ["server", "datname", "datid", "state", "user", "database", "queryid", "mode"];
+const RESERVED_LABELS: [&str; 8] = [
+    "server", "datname", "datid", "state", "user", "database", "queryid", "mode",
+];
 
 /// Where a target's settings came from, for error messages.
 pub enum Origin<'a> {
@@ -150,7 +152,10 @@ pub fn common(
         ));
     }
     for label in labels.keys() {
-        let valid = label.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let valid = label
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !label.starts_with("__");
         if !valid || RESERVED_LABELS.contains(&label.as_str()) {
@@ -167,7 +172,10 @@ pub fn common(
         }
     }
     TargetCommon {
-        server: name.cloned().or(address).unwrap_or_else(|| "unknown".to_string()),
+        server: name
+            .cloned()
+            .or(address)
+            .unwrap_or_else(|| "unknown".to_string()),
         schedule: CollectorSchedule {
             enabled: true,
             interval: interval_value,
@@ -189,8 +197,12 @@ pub fn postgres_address(dsn: &str) -> Result<String, String> {
 
 /// `host:port` (or the socket path) of a Redis URL, or why it does not parse.
 pub fn redis_address(url: &str) -> Result<String, String> {
-    let info = redis::IntoConnectionInfo::into_connection_info(url)
-        .map_err(|error| format!("invalid Redis URL: {}", error.detail().unwrap_or("unparsable")))?;
+    let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(|error| {
+        format!(
+            "invalid Redis URL: {}",
+            error.detail().unwrap_or("unparsable")
+        )
+    })?;
     Ok(match info.addr() {
         redis::ConnectionAddr::Tcp(host, port) => format!("{host}:{port}"),
         redis::ConnectionAddr::TcpTls { host, port, .. } => format!("{host}:{port}"),
@@ -210,19 +222,40 @@ pub fn validate(
     flags: &super::Overrides,
 ) -> Targets {
     let mut targets = Targets::default();
-    let resolve = |errors: &mut Vec<ConfigError>, origin: &Origin<'_>, secret: &Spanned<SecretRef>, key: &str| {
+    let resolve = |errors: &mut Vec<ConfigError>,
+                   origin: &Origin<'_>,
+                   secret: &Spanned<SecretRef>,
+                   key: &str| {
         match secret.get_ref().resolve() {
             Ok(secret) => Some(secret),
             Err(message) => {
-                errors.push(located(source, origin, secret, key, message, "set the variable or create the file"));
+                errors.push(located(
+                    source,
+                    origin,
+                    secret,
+                    key,
+                    message,
+                    "set the variable or create the file",
+                ));
                 None
             }
         }
     };
     for (index, section) in postgres.iter().enumerate() {
-        let origin = Origin::File { table: "postgres", index };
-        let Some(dsn) = resolve(errors, &origin, &section.dsn, "dsn") else { continue };
-        let address = check_address(source, errors, &origin, &section.dsn, postgres_address(dsn.expose()));
+        let origin = Origin::File {
+            table: "postgres",
+            index,
+        };
+        let Some(dsn) = resolve(errors, &origin, &section.dsn, "dsn") else {
+            continue;
+        };
+        let address = check_address(
+            source,
+            errors,
+            &origin,
+            &section.dsn,
+            postgres_address(dsn.expose()),
+        );
         let common = common(
             source,
             errors,
@@ -233,7 +266,9 @@ pub fn validate(
             section.timeout.as_ref(),
             &section.labels,
         );
-        let duration = |value: &Option<Spanned<HumanDuration>>, default: Duration| value.as_ref().map_or(default, |d| d.get_ref().0);
+        let duration = |value: &Option<Spanned<HumanDuration>>, default: Duration| {
+            value.as_ref().map_or(default, |d| d.get_ref().0)
+        };
         let top_statements = match &section.top_statements {
             None => 20,
             Some(n) if (0..=1000).contains(n.get_ref()) => *n.get_ref() as usize,
@@ -250,29 +285,78 @@ pub fn validate(
         targets.postgres.push(PostgresTarget {
             common,
             dsn,
-            slow_statement_threshold: duration(&section.slow_statement_threshold, Duration::from_secs(1)),
-            long_running_threshold: duration(&section.long_running_threshold, Duration::from_secs(60)),
+            slow_statement_threshold: duration(
+                &section.slow_statement_threshold,
+                Duration::from_secs(1),
+            ),
+            long_running_threshold: duration(
+                &section.long_running_threshold,
+                Duration::from_secs(60),
+            ),
             top_statements,
         });
     }
     for (index, section) in pgbouncer.iter().enumerate() {
-        let origin = Origin::File { table: "pgbouncer", index };
-        let Some(dsn) = resolve(errors, &origin, &section.dsn, "dsn") else { continue };
-        let address = check_address(source, errors, &origin, &section.dsn, postgres_address(dsn.expose()));
-        let common = common(source, errors, &origin, section.name.as_ref(), address, section.interval.as_ref(), section.timeout.as_ref(), &section.labels);
+        let origin = Origin::File {
+            table: "pgbouncer",
+            index,
+        };
+        let Some(dsn) = resolve(errors, &origin, &section.dsn, "dsn") else {
+            continue;
+        };
+        let address = check_address(
+            source,
+            errors,
+            &origin,
+            &section.dsn,
+            postgres_address(dsn.expose()),
+        );
+        let common = common(
+            source,
+            errors,
+            &origin,
+            section.name.as_ref(),
+            address,
+            section.interval.as_ref(),
+            section.timeout.as_ref(),
+            &section.labels,
+        );
         targets.pgbouncer.push(PgbouncerTarget { common, dsn });
     }
     for (index, section) in redis.iter().enumerate() {
-        let origin = Origin::File { table: "redis", index };
-        let Some(url) = resolve(errors, &origin, &section.url, "url") else { continue };
-        let address = check_address(source, errors, &origin, &section.url, redis_address(url.expose()));
-        let common = common(source, errors, &origin, section.name.as_ref(), address, section.interval.as_ref(), section.timeout.as_ref(), &section.labels);
+        let origin = Origin::File {
+            table: "redis",
+            index,
+        };
+        let Some(url) = resolve(errors, &origin, &section.url, "url") else {
+            continue;
+        };
+        let address = check_address(
+            source,
+            errors,
+            &origin,
+            &section.url,
+            redis_address(url.expose()),
+        );
+        let common = common(
+            source,
+            errors,
+            &origin,
+            section.name.as_ref(),
+            address,
+            section.interval.as_ref(),
+            section.timeout.as_ref(),
+            &section.labels,
+        );
         targets.redis.push(RedisTarget { common, url });
     }
 
     // Command-line targets take every default.
     let no_labels = BTreeMap::new();
-    let flag_target = |errors: &mut Vec<ConfigError>, flag: &str, value: &str, parse: fn(&str) -> Result<String, String>| {
+    let flag_target = |errors: &mut Vec<ConfigError>,
+                       flag: &str,
+                       value: &str,
+                       parse: fn(&str) -> Result<String, String>| {
         let secret = match SecretRef::from_flag(value).resolve() {
             Ok(secret) => secret,
             Err(message) => {
@@ -282,7 +366,16 @@ pub fn validate(
         };
         match parse(secret.expose()) {
             Ok(address) => {
-                let common = common(source, errors, &Origin::Flag(flag), None, Some(address), None, None, &no_labels);
+                let common = common(
+                    source,
+                    errors,
+                    &Origin::Flag(flag),
+                    None,
+                    Some(address),
+                    None,
+                    None,
+                    &no_labels,
+                );
                 Some((common, secret))
             }
             Err(message) => {
@@ -314,9 +407,30 @@ pub fn validate(
     }
 
     for (kind, servers) in [
-        ("postgres", targets.postgres.iter().map(|t| t.common.server.clone()).collect::<Vec<_>>()),
-        ("pgbouncer", targets.pgbouncer.iter().map(|t| t.common.server.clone()).collect()),
-        ("redis", targets.redis.iter().map(|t| t.common.server.clone()).collect()),
+        (
+            "postgres",
+            targets
+                .postgres
+                .iter()
+                .map(|t| t.common.server.clone())
+                .collect::<Vec<_>>(),
+        ),
+        (
+            "pgbouncer",
+            targets
+                .pgbouncer
+                .iter()
+                .map(|t| t.common.server.clone())
+                .collect(),
+        ),
+        (
+            "redis",
+            targets
+                .redis
+                .iter()
+                .map(|t| t.common.server.clone())
+                .collect(),
+        ),
     ] {
         let mut seen = std::collections::BTreeSet::new();
         for server in servers {
@@ -343,7 +457,12 @@ fn located(
     hint: &str,
 ) -> ConfigError {
     match origin {
-        Origin::File { table, index } => source.error_at(secret.span(), &format!("{table}[{index}].{field}"), message, hint),
+        Origin::File { table, index } => source.error_at(
+            secret.span(),
+            &format!("{table}[{index}].{field}"),
+            message,
+            hint,
+        ),
         Origin::Flag(flag) => flag_error(flag, message),
     }
 }
@@ -355,10 +474,21 @@ fn check_address(
     secret: &Spanned<SecretRef>,
     parsed: Result<String, String>,
 ) -> Option<String> {
-    let field = if matches!(origin, Origin::File { table: "redis", .. }) { "url" } else { "dsn" };
+    let field = if matches!(origin, Origin::File { table: "redis", .. }) {
+        "url"
+    } else {
+        "dsn"
+    };
     parsed
         .map_err(|message| {
-            errors.push(located(source, origin, secret, field, message, "see examples/prismwatch.toml for the form"));
+            errors.push(located(
+                source,
+                origin,
+                secret,
+                field,
+                message,
+                "see examples/prismwatch.toml for the form",
+            ));
         })
         .ok()
 }

@@ -203,7 +203,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn status_handler(State(state): State<AppState>) -> Response {
     let body = serde_json::json!({ "collectors": state.status.snapshot() });
-    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn index() -> &'static str {

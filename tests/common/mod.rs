@@ -296,6 +296,33 @@ impl Exposition {
     }
 
     /// Keys of every sample of metric `name`.
+    /// The same exposition without one label (to compare with an exporter that lacks it).
+    pub fn without_label(&self, label: &str) -> Exposition {
+        let strip = |key: &String| {
+            let Some((name, rest)) = key.split_once('{') else {
+                return key.clone();
+            };
+            let kept: Vec<&str> = rest
+                .trim_end_matches('}')
+                .split("\",")
+                .map(|l| l.trim_end_matches('"'))
+                .filter(|l| !l.is_empty() && !l.starts_with(&format!("{label}=")))
+                .collect();
+            canonical(&format!(
+                "{name}{{{}}}",
+                kept.iter()
+                    .map(|l| format!("{l}\""))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ))
+        };
+        Exposition {
+            samples: self.samples.iter().map(|(k, v)| (strip(k), *v)).collect(),
+            help: self.help.clone(),
+            types: self.types.clone(),
+        }
+    }
+
     pub fn keys_of(&self, name: &str) -> Vec<String> {
         self.samples
             .keys()
@@ -319,11 +346,19 @@ pub fn canonical(series: &str) -> String {
         .collect();
     labels.sort();
     let joined: Vec<String> = labels.iter().map(|l| format!("{l}\"")).collect();
+    if joined.is_empty() {
+        return name.to_string();
+    }
     format!("{name}{{{}}}", joined.join(","))
 }
 
 /// Scrapes until `check` holds, or fails after `seconds` with the last exposition and the logs.
-pub fn wait_for(daemon: &Daemon, what: &str, seconds: u64, check: impl Fn(&Exposition) -> bool) -> Exposition {
+pub fn wait_for(
+    daemon: &Daemon,
+    what: &str,
+    seconds: u64,
+    check: impl Fn(&Exposition) -> bool,
+) -> Exposition {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut last = Exposition::default();
     while Instant::now() < deadline {
@@ -339,5 +374,9 @@ pub fn wait_for(daemon: &Daemon, what: &str, seconds: u64, check: impl Fn(&Expos
         .filter(|(k, _)| !k.starts_with("node_") && !k.starts_with("process_"))
         .map(|(k, v)| format!("{k} {v}"))
         .collect();
-    panic!("timed out waiting for {what}\nlast scrape:\n{}\nlogs:\n{}", relevant.join("\n"), daemon.logs());
+    panic!(
+        "timed out waiting for {what}\nlast scrape:\n{}\nlogs:\n{}",
+        relevant.join("\n"),
+        daemon.logs()
+    );
 }

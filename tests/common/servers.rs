@@ -25,7 +25,13 @@ fn as_postgres(program: &Path) -> Command {
 
 fn postgres_bin(name: &str) -> PathBuf {
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path().join("bin").join(name)).filter(|p| p.exists()).collect())
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path().join("bin").join(name))
+                .filter(|p| p.exists())
+                .collect()
+        })
         .unwrap_or_default();
     versions.sort();
     versions.pop().unwrap_or_else(|| panic!("PostgreSQL's `{name}` is not installed: run `apt-get install -y postgresql` (tests/run.sh does this)"))
@@ -33,9 +39,16 @@ fn postgres_bin(name: &str) -> PathBuf {
 
 /// A temp dir the `postgres` user can use.
 fn shared_temp_dir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new().prefix("prismwatch-test-").tempdir().expect("temp dir");
+    let dir = tempfile::Builder::new()
+        .prefix("prismwatch-test-")
+        .tempdir()
+        .expect("temp dir");
     if is_root() {
-        let status = Command::new("chown").args(["postgres:postgres"]).arg(dir.path()).status().expect("chown");
+        let status = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(dir.path())
+            .status()
+            .expect("chown");
         assert!(status.success());
     }
     dir
@@ -52,7 +65,9 @@ fn children_of(pid: i32) -> Vec<i32> {
     let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) else {
         return Vec::new();
     };
-    text.split_whitespace().filter_map(|p| p.parse().ok()).collect()
+    text.split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }
 
 pub struct Postgres {
@@ -67,14 +82,30 @@ impl Postgres {
     pub fn start_with(password: Option<&str>, extra_settings: &[&str]) -> Postgres {
         let dir = shared_temp_dir();
         let data = dir.path().join("data");
-        let auth = if password.is_some() { "scram-sha-256" } else { "trust" };
+        let auth = if password.is_some() {
+            "scram-sha-256"
+        } else {
+            "trust"
+        };
         let output = as_postgres(&postgres_bin("initdb"))
             .args(["-D"])
             .arg(&data)
-            .args(["-U", "postgres", "--auth-local=trust", &format!("--auth-host={auth}"), "-E", "UTF8", "--no-sync"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                &format!("--auth-host={auth}"),
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ])
             .output()
             .expect("run initdb");
-        assert!(output.status.success(), "initdb failed: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let port = free_port();
         let mut settings = vec![
             format!("port = {port}"),
@@ -91,11 +122,18 @@ impl Postgres {
         text.push_str(&settings.join("\n"));
         text.push('\n');
         std::fs::write(&conf, text).expect("write postgresql.conf");
-        let mut server = Postgres { dir, port, child: None };
+        let mut server = Postgres {
+            dir,
+            port,
+            child: None,
+        };
         server.launch();
         server.psql("postgres", "CREATE EXTENSION pg_stat_statements");
         if let Some(password) = password {
-            server.psql("postgres", &format!("ALTER USER postgres PASSWORD '{password}'"));
+            server.psql(
+                "postgres",
+                &format!("ALTER USER postgres PASSWORD '{password}'"),
+            );
         }
         server
     }
@@ -109,7 +147,9 @@ impl Postgres {
     }
 
     fn launch(&mut self) {
-        let log = std::fs::File::create(self.dir.path().join(format!("postgres-{}.log", self.port))).expect("log");
+        let log =
+            std::fs::File::create(self.dir.path().join(format!("postgres-{}.log", self.port)))
+                .expect("log");
         let child = as_postgres(&postgres_bin("postgres"))
             .arg("-D")
             .arg(self.data())
@@ -134,11 +174,20 @@ impl Postgres {
 
     /// The postmaster's pid, from postmaster.pid.
     pub fn pid(&self) -> Option<i32> {
-        std::fs::read_to_string(self.data().join("postmaster.pid")).ok()?.lines().next()?.trim().parse().ok()
+        std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     pub fn dsn(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}?sslmode=disable", self.port)
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{database}?sslmode=disable",
+            self.port
+        )
     }
 
     pub fn address(&self) -> String {
@@ -147,8 +196,16 @@ impl Postgres {
 
     /// Runs SQL through the unix socket as `postgres` and returns stdout; panics on failure.
     pub fn psql(&self, database: &str, sql: &str) -> String {
-        let output = self.psql_command(database).args(["-c", sql]).output().expect("run psql");
-        assert!(output.status.success(), "psql failed on `{sql}`: {}", String::from_utf8_lossy(&output.stderr));
+        let output = self
+            .psql_command(database)
+            .args(["-c", sql])
+            .output()
+            .expect("run psql");
+        assert!(
+            output.status.success(),
+            "psql failed on `{sql}`: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8_lossy(&output.stdout).trim().to_string()
     }
 
@@ -158,21 +215,43 @@ impl Postgres {
         command
             .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(self.dir.path())
-            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", database]);
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+            ]);
         command
     }
 
     /// Runs SQL in the background (for long statements), returning the psql process.
     pub fn spawn_sql(&self, database: &str, sql: &str) -> super::Peer {
-        super::Peer(self.psql_command(database).args(["-c", sql]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn psql"))
+        super::Peer(
+            self.psql_command(database)
+                .args(["-c", sql])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn psql"),
+        )
     }
 
     /// A session left idle inside an open transaction until the returned process is dropped.
     pub fn idle_in_transaction(&self, database: &str) -> super::Peer {
-        let mut child = self.psql_command(database).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn psql");
+        let mut child = self
+            .psql_command(database)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn psql");
         if let Some(stdin) = child.stdin.as_mut() {
             use std::io::Write;
-            stdin.write_all(b"BEGIN;\nSELECT 1;\n").expect("write to psql");
+            stdin
+                .write_all(b"BEGIN;\nSELECT 1;\n")
+                .expect("write to psql");
         }
         super::Peer(child)
     }
@@ -252,27 +331,54 @@ impl Pgbouncer {
         )
         .expect("pgbouncer.ini");
         if is_root() {
-            let _ = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status();
+            let _ = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status();
         }
-        let child = as_postgres(&program).arg(&ini).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start pgbouncer");
+        let child = as_postgres(&program)
+            .arg(&ini)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start pgbouncer");
         let bouncer = Pgbouncer { dir, port, child };
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "PgBouncer did not start on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "PgBouncer did not start on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         bouncer
     }
 
     pub fn admin_dsn(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/pgbouncer?sslmode=disable", self.port)
+        format!(
+            "postgres://postgres@127.0.0.1:{}/pgbouncer?sslmode=disable",
+            self.port
+        )
     }
 
     /// Runs a statement through PgBouncer in the background.
     pub fn spawn_sql(&self, database: &str, sql: &str) -> super::Peer {
         super::Peer(
             Command::new(postgres_bin("psql"))
-                .args(["-X", "-q", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", database, "-c", sql])
+                .args([
+                    "-X",
+                    "-q",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                    "-d",
+                    database,
+                    "-c",
+                    sql,
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -286,7 +392,12 @@ impl Drop for Pgbouncer {
         let _ = self.child.kill();
         let _ = self.child.wait();
         // runuser's child may outlive it; pgbouncer exits when its listen port is gone anyway.
-        let _ = Command::new("pkill").args(["-f", &format!("{}", self.dir.path().join("pgbouncer.ini").display())]).status();
+        let _ = Command::new("pkill")
+            .args([
+                "-f",
+                &format!("{}", self.dir.path().join("pgbouncer.ini").display()),
+            ])
+            .status();
     }
 }
 
@@ -300,7 +411,12 @@ pub struct Redis {
 impl Redis {
     pub fn start(extra: &[&str]) -> Redis {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut redis = Redis { dir, port: free_port(), child: None, extra: extra.iter().map(|s| s.to_string()).collect() };
+        let mut redis = Redis {
+            dir,
+            port: free_port(),
+            child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
         redis.launch();
         redis
     }
@@ -308,7 +424,16 @@ impl Redis {
     fn launch(&mut self) {
         let program = require_program("redis-server", "redis-server");
         let child = Command::new(program)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(self.dir.path())
             .args(&self.extra)
@@ -319,7 +444,11 @@ impl Redis {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.cli(&["PING"]) != "PONG" {
-            assert!(Instant::now() < deadline, "Redis did not start on port {}", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "Redis did not start on port {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -17,7 +17,9 @@ use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tracing::{info, warn};
 
-pub use statements::{StatementDelta, StatementKey, StatementTotals, StatementTracker, top_by_interval_time};
+pub use statements::{
+    StatementDelta, StatementKey, StatementTotals, StatementTracker, top_by_interval_time,
+};
 
 use super::{CollectError, Collector, StatusBoard, TargetLabels};
 use crate::config::PostgresTarget;
@@ -46,7 +48,10 @@ pub struct PostgresCollector {
 impl PostgresCollector {
     /// Builds the collector; it connects lazily, so a server that is down at start is reported
     /// with `pg_up 0` instead of stopping the daemon.
-    pub fn new(target: PostgresTarget, status: StatusBoard) -> Result<PostgresCollector, CollectError> {
+    pub fn new(
+        target: PostgresTarget,
+        status: StatusBoard,
+    ) -> Result<PostgresCollector, CollectError> {
         let options = connect_options(target.dsn.expose(), target.common.schedule.timeout)?;
         let pool = PgPoolOptions::new()
             // One connection serves every query in sequence; a second covers the one left
@@ -74,15 +79,17 @@ impl PostgresCollector {
 
     async fn collect_batch(&mut self) -> Result<Batch, CollectError> {
         let server = self.labels.server().to_string();
-        let fail = |error: sqlx::Error| CollectError::Other(format!("PostgreSQL {server}: {error}"));
+        let fail =
+            |error: sqlx::Error| CollectError::Other(format!("PostgreSQL {server}: {error}"));
         let mut connection = self.pool.acquire().await.map_err(&fail)?;
         let version = match self.version {
             Some(version) => version,
             None => {
-                let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int")
-                    .fetch_one(&mut *connection)
-                    .await
-                    .map_err(&fail)?;
+                let version: i32 =
+                    sqlx::query_scalar("SELECT current_setting('server_version_num')::int")
+                        .fetch_one(&mut *connection)
+                        .await
+                        .map_err(&fail)?;
                 let version = i64::from(version);
                 if version < 100_000 {
                     return Err(CollectError::Other(format!(
@@ -93,14 +100,21 @@ impl PostgresCollector {
                 version
             }
         };
-        let sql = if version >= 140_000 { snapshot::SNAPSHOT_SQL_14 } else { snapshot::SNAPSHOT_SQL_10 };
+        let sql = if version >= 140_000 {
+            snapshot::SNAPSHOT_SQL_14
+        } else {
+            snapshot::SNAPSHOT_SQL_10
+        };
         let text: String = sqlx::query_scalar(sql)
             .bind(self.target.long_running_threshold.as_secs_f64())
             .fetch_one(&mut *connection)
             .await
             .map_err(&fail)?;
-        let snapshot: snapshot::Snapshot = serde_json::from_str(&text)
-            .map_err(|error| CollectError::Other(format!("PostgreSQL {server}: unexpected snapshot ({error})")))?;
+        let snapshot: snapshot::Snapshot = serde_json::from_str(&text).map_err(|error| {
+            CollectError::Other(format!(
+                "PostgreSQL {server}: unexpected snapshot ({error})"
+            ))
+        })?;
 
         let mut batch = Batch::new();
         batch.single_labelled("pg_up", MetricKind::Gauge, "Whether the last scrape of metrics from PostgreSQL was able to connect to the server (1 for yes, 0 for no).", &self.labels.with(&[]), 1.0);
@@ -120,7 +134,10 @@ impl PostgresCollector {
             f64::from(u8::from(snapshot.has_statements)),
         );
         if snapshot.has_statements {
-            let top = self.collect_statements(&mut connection, version, &mut batch).await.map_err(&fail)?;
+            let top = self
+                .collect_statements(&mut connection, version, &mut batch)
+                .await
+                .map_err(&fail)?;
             status["statements"] = top;
         } else if !self.warned_missing_extension {
             warn!(server = %server, "pg_stat_statements is not installed in the monitored database; slow-query metrics are off. Add it to shared_preload_libraries and run CREATE EXTENSION pg_stat_statements.");
@@ -133,10 +150,28 @@ impl PostgresCollector {
     fn emit_pool(&self, batch: &mut Batch) {
         let size = self.pool.size() as f64;
         let idle = self.pool.num_idle() as f64;
-        batch.family("prismwatch_postgres_pool_connections", MetricKind::Gauge, "Connections of prismwatch's own pool to this server, by state.");
-        batch.push("prismwatch_postgres_pool_connections", &self.labels.with(&[("state", "idle")]), idle);
-        batch.push("prismwatch_postgres_pool_connections", &self.labels.with(&[("state", "in_use")]), (size - idle).max(0.0));
-        batch.single_labelled("prismwatch_postgres_pool_max_connections", MetricKind::Gauge, "Size limit of prismwatch's own pool to this server.", &self.labels.with(&[]), 2.0);
+        batch.family(
+            "prismwatch_postgres_pool_connections",
+            MetricKind::Gauge,
+            "Connections of prismwatch's own pool to this server, by state.",
+        );
+        batch.push(
+            "prismwatch_postgres_pool_connections",
+            &self.labels.with(&[("state", "idle")]),
+            idle,
+        );
+        batch.push(
+            "prismwatch_postgres_pool_connections",
+            &self.labels.with(&[("state", "in_use")]),
+            (size - idle).max(0.0),
+        );
+        batch.single_labelled(
+            "prismwatch_postgres_pool_max_connections",
+            MetricKind::Gauge,
+            "Size limit of prismwatch's own pool to this server.",
+            &self.labels.with(&[]),
+            2.0,
+        );
     }
 
     /// Reads pg_stat_statements, exports the top N of the interval and the slow count, and
@@ -160,22 +195,34 @@ impl PostgresCollector {
         let tracked = rows.len();
         let current: Vec<(StatementKey, StatementTotals)> = rows
             .into_iter()
-            .map(|(queryid, user, datname, calls, exec_ms, rows, hit, read, read_ms, write_ms)| {
-                (
-                    StatementKey { queryid, user, datname },
-                    StatementTotals {
-                        calls: calls as f64,
-                        exec_ms,
-                        rows: rows as f64,
-                        shared_blks_hit: hit as f64,
-                        shared_blks_read: read as f64,
-                        blk_read_ms: read_ms,
-                        blk_write_ms: write_ms,
-                    },
-                )
-            })
+            .map(
+                |(queryid, user, datname, calls, exec_ms, rows, hit, read, read_ms, write_ms)| {
+                    (
+                        StatementKey {
+                            queryid,
+                            user,
+                            datname,
+                        },
+                        StatementTotals {
+                            calls: calls as f64,
+                            exec_ms,
+                            rows: rows as f64,
+                            shared_blks_hit: hit as f64,
+                            shared_blks_read: read as f64,
+                            blk_read_ms: read_ms,
+                            blk_write_ms: write_ms,
+                        },
+                    )
+                },
+            )
             .collect();
-        batch.single_labelled("prismwatch_postgres_statements_tracked", MetricKind::Gauge, "Entries in pg_stat_statements.", &self.labels.with(&[]), tracked as f64);
+        batch.single_labelled(
+            "prismwatch_postgres_statements_tracked",
+            MetricKind::Gauge,
+            "Entries in pg_stat_statements.",
+            &self.labels.with(&[]),
+            tracked as f64,
+        );
         let Some(deltas) = self.statements.update(current) else {
             return Ok(json!([]));
         };
@@ -200,15 +247,21 @@ impl PostgresCollector {
             .filter(|id| !self.texts.contains_key(id))
             .collect();
         if !missing.is_empty() {
-            let texts: Vec<(i64, String)> = sqlx::query_as("SELECT queryid, left(query, $2) FROM pg_stat_statements WHERE queryid = ANY($1)")
-                .bind(&missing)
-                .bind(QUERY_TEXT_LIMIT as i32)
-                .fetch_all(&mut *connection)
-                .await?;
+            let texts: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT queryid, left(query, $2) FROM pg_stat_statements WHERE queryid = ANY($1)",
+            )
+            .bind(&missing)
+            .bind(QUERY_TEXT_LIMIT as i32)
+            .fetch_all(&mut *connection)
+            .await?;
             self.texts.extend(texts);
         }
         // Keep texts only for what is shown, so the cache stays bounded.
-        let shown: BTreeSet<i64> = top.iter().map(|d| d.key.queryid).chain(slow.iter().copied()).collect();
+        let shown: BTreeSet<i64> = top
+            .iter()
+            .map(|d| d.key.queryid)
+            .chain(slow.iter().copied())
+            .collect();
         self.texts.retain(|id, _| shown.contains(id));
         for id in slow.difference(&self.slow) {
             if let Some(delta) = deltas.iter().find(|d| d.key.queryid == *id) {
@@ -246,34 +299,110 @@ impl PostgresCollector {
 
 fn emit_top(top: &[&StatementDelta], labels: &TargetLabels, batch: &mut Batch) {
     let families: [(&str, MetricKind, &str); 10] = [
-        ("pg_stat_statements_calls_total", MetricKind::Counter, "Number of times executed"),
-        ("pg_stat_statements_seconds_total", MetricKind::Counter, "Total time spent in the statement, in seconds"),
-        ("pg_stat_statements_rows_total", MetricKind::Counter, "Total number of rows retrieved or affected by the statement"),
-        ("pg_stat_statements_block_read_seconds_total", MetricKind::Counter, "Total time the statement spent reading blocks, in seconds"),
-        ("pg_stat_statements_block_write_seconds_total", MetricKind::Counter, "Total time the statement spent writing blocks, in seconds"),
-        ("prismwatch_postgres_statement_calls", MetricKind::Gauge, "Calls of a top statement in the last interval."),
-        ("prismwatch_postgres_statement_seconds", MetricKind::Gauge, "Execution time a top statement spent in the last interval."),
-        ("prismwatch_postgres_statement_mean_seconds", MetricKind::Gauge, "Mean execution time of a top statement in the last interval."),
-        ("prismwatch_postgres_statement_shared_blocks_hit", MetricKind::Gauge, "Shared buffer hits of a top statement in the last interval."),
-        ("prismwatch_postgres_statement_shared_blocks_read", MetricKind::Gauge, "Shared blocks read by a top statement in the last interval."),
+        (
+            "pg_stat_statements_calls_total",
+            MetricKind::Counter,
+            "Number of times executed",
+        ),
+        (
+            "pg_stat_statements_seconds_total",
+            MetricKind::Counter,
+            "Total time spent in the statement, in seconds",
+        ),
+        (
+            "pg_stat_statements_rows_total",
+            MetricKind::Counter,
+            "Total number of rows retrieved or affected by the statement",
+        ),
+        (
+            "pg_stat_statements_block_read_seconds_total",
+            MetricKind::Counter,
+            "Total time the statement spent reading blocks, in seconds",
+        ),
+        (
+            "pg_stat_statements_block_write_seconds_total",
+            MetricKind::Counter,
+            "Total time the statement spent writing blocks, in seconds",
+        ),
+        (
+            "prismwatch_postgres_statement_calls",
+            MetricKind::Gauge,
+            "Calls of a top statement in the last interval.",
+        ),
+        (
+            "prismwatch_postgres_statement_seconds",
+            MetricKind::Gauge,
+            "Execution time a top statement spent in the last interval.",
+        ),
+        (
+            "prismwatch_postgres_statement_mean_seconds",
+            MetricKind::Gauge,
+            "Mean execution time of a top statement in the last interval.",
+        ),
+        (
+            "prismwatch_postgres_statement_shared_blocks_hit",
+            MetricKind::Gauge,
+            "Shared buffer hits of a top statement in the last interval.",
+        ),
+        (
+            "prismwatch_postgres_statement_shared_blocks_read",
+            MetricKind::Gauge,
+            "Shared blocks read by a top statement in the last interval.",
+        ),
     ];
     for (name, kind, help) in families {
         batch.family(name, kind, help);
     }
     for delta in top {
         let queryid = delta.key.queryid.to_string();
-        let labels = labels.with(&[("user", &delta.key.user), ("datname", &delta.key.datname), ("queryid", &queryid)]);
+        let labels = labels.with(&[
+            ("user", &delta.key.user),
+            ("datname", &delta.key.datname),
+            ("queryid", &queryid),
+        ]);
         let (totals, interval) = (&delta.totals, &delta.delta);
         batch.push("pg_stat_statements_calls_total", &labels, totals.calls);
-        batch.push("pg_stat_statements_seconds_total", &labels, totals.exec_ms / 1000.0);
+        batch.push(
+            "pg_stat_statements_seconds_total",
+            &labels,
+            totals.exec_ms / 1000.0,
+        );
         batch.push("pg_stat_statements_rows_total", &labels, totals.rows);
-        batch.push("pg_stat_statements_block_read_seconds_total", &labels, totals.blk_read_ms / 1000.0);
-        batch.push("pg_stat_statements_block_write_seconds_total", &labels, totals.blk_write_ms / 1000.0);
-        batch.push("prismwatch_postgres_statement_calls", &labels, interval.calls);
-        batch.push("prismwatch_postgres_statement_seconds", &labels, interval.exec_ms / 1000.0);
-        batch.push("prismwatch_postgres_statement_mean_seconds", &labels, interval.mean_seconds());
-        batch.push("prismwatch_postgres_statement_shared_blocks_hit", &labels, interval.shared_blks_hit);
-        batch.push("prismwatch_postgres_statement_shared_blocks_read", &labels, interval.shared_blks_read);
+        batch.push(
+            "pg_stat_statements_block_read_seconds_total",
+            &labels,
+            totals.blk_read_ms / 1000.0,
+        );
+        batch.push(
+            "pg_stat_statements_block_write_seconds_total",
+            &labels,
+            totals.blk_write_ms / 1000.0,
+        );
+        batch.push(
+            "prismwatch_postgres_statement_calls",
+            &labels,
+            interval.calls,
+        );
+        batch.push(
+            "prismwatch_postgres_statement_seconds",
+            &labels,
+            interval.exec_ms / 1000.0,
+        );
+        batch.push(
+            "prismwatch_postgres_statement_mean_seconds",
+            &labels,
+            interval.mean_seconds(),
+        );
+        batch.push(
+            "prismwatch_postgres_statement_shared_blocks_hit",
+            &labels,
+            interval.shared_blks_hit,
+        );
+        batch.push(
+            "prismwatch_postgres_statement_shared_blocks_read",
+            &labels,
+            interval.shared_blks_read,
+        );
     }
 }
 
@@ -303,10 +432,12 @@ impl Collector for PostgresCollector {
 /// Connection options: the DSN plus an application name and server-side time limits, so a
 /// query the scheduler gave up on does not keep running on the server.
 fn connect_options(dsn: &str, timeout: Duration) -> Result<PgConnectOptions, CollectError> {
-    let options = PgConnectOptions::from_str(dsn)
-        .map_err(|error| CollectError::Other(format!("invalid PostgreSQL connection string: {error}")))?;
+    let options = PgConnectOptions::from_str(dsn).map_err(|error| {
+        CollectError::Other(format!("invalid PostgreSQL connection string: {error}"))
+    })?;
     let milliseconds = timeout.as_millis().max(1);
-    Ok(options
-        .application_name("prismwatch")
-        .options([("statement_timeout", format!("{milliseconds}")), ("lock_timeout", format!("{milliseconds}"))]))
+    Ok(options.application_name("prismwatch").options([
+        ("statement_timeout", format!("{milliseconds}")),
+        ("lock_timeout", format!("{milliseconds}")),
+    ]))
 }

@@ -67,7 +67,10 @@ impl StatementTracker {
     /// (`pg_stat_statements_reset()`, or evicted and re-added): its whole current total counts
     /// as the interval's. Entries that disappeared are forgotten, so memory follows
     /// `pg_stat_statements.max`.
-    pub fn update(&mut self, current: Vec<(StatementKey, StatementTotals)>) -> Option<Vec<StatementDelta>> {
+    pub fn update(
+        &mut self,
+        current: Vec<(StatementKey, StatementTotals)>,
+    ) -> Option<Vec<StatementDelta>> {
         let primed = self.primed;
         let mut deltas = Vec::with_capacity(current.len());
         let mut next = HashMap::with_capacity(current.len());
@@ -98,7 +101,12 @@ impl StatementTracker {
 /// The `n` entries that spent the most execution time in the interval, among those called.
 pub fn top_by_interval_time(deltas: &[StatementDelta], n: usize) -> Vec<&StatementDelta> {
     let mut called: Vec<&StatementDelta> = deltas.iter().filter(|d| d.delta.calls > 0.0).collect();
-    called.sort_by(|a, b| b.delta.exec_ms.total_cmp(&a.delta.exec_ms).then_with(|| a.key.cmp(&b.key)));
+    called.sort_by(|a, b| {
+        b.delta
+            .exec_ms
+            .total_cmp(&a.delta.exec_ms)
+            .then_with(|| a.key.cmp(&b.key))
+    });
     called.truncate(n);
     called
 }
@@ -127,18 +135,33 @@ mod tests {
     fn first_update_primes_then_deltas_follow() {
         let mut tracker = StatementTracker::default();
         assert_eq!(tracker.update(vec![(key(1), totals(10.0, 100.0))]), None);
-        let deltas = tracker.update(vec![(key(1), totals(15.0, 160.0)), (key(2), totals(1.0, 5.0))]);
+        let deltas = tracker.update(vec![
+            (key(1), totals(15.0, 160.0)),
+            (key(2), totals(1.0, 5.0)),
+        ]);
         let deltas = deltas.unwrap_or_default();
         assert_eq!(deltas[0].delta, totals(5.0, 60.0));
-        assert_eq!(deltas[1].delta, totals(1.0, 5.0), "a new entry counts whole");
+        assert_eq!(
+            deltas[1].delta,
+            totals(1.0, 5.0),
+            "a new entry counts whole"
+        );
     }
 
     #[test]
     fn a_reset_counts_the_new_totals_and_top_n_orders_by_interval_time() {
         let mut tracker = StatementTracker::default();
-        tracker.update(vec![(key(1), totals(100.0, 1_000.0)), (key(2), totals(5.0, 10.0)), (key(3), totals(1.0, 1.0))]);
+        tracker.update(vec![
+            (key(1), totals(100.0, 1_000.0)),
+            (key(2), totals(5.0, 10.0)),
+            (key(3), totals(1.0, 1.0)),
+        ]);
         let deltas = tracker
-            .update(vec![(key(1), totals(2.0, 4_000.0)), (key(2), totals(6.0, 20.0)), (key(3), totals(1.0, 1.0))])
+            .update(vec![
+                (key(1), totals(2.0, 4_000.0)),
+                (key(2), totals(6.0, 20.0)),
+                (key(3), totals(1.0, 1.0)),
+            ])
             .unwrap_or_default();
         assert_eq!(deltas[0].delta, totals(2.0, 4_000.0));
         let top = top_by_interval_time(&deltas, 5);

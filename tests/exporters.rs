@@ -1,0 +1,208 @@
+//! Debian's postgres_exporter and redis_exporter on the same private servers as prismwatch: the
+//! metrics both export agree.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::servers::{Postgres, Redis};
+use common::{Daemon, Exposition, Peer, free_port, require_program, wait_for, wait_http_ok};
+
+fn scrape(address: &str) -> Exposition {
+    let response = common::get(address, "/metrics", &[]).expect("scrape exporter");
+    assert_eq!(response.status, 200);
+    Exposition::parse(&response.body)
+}
+
+/// Compares every series of `names` whose key contains `filter`: same series, equal values.
+fn assert_same(ours: &Exposition, theirs: &Exposition, names: &[&str], filter: &str) -> usize {
+    let mut compared = 0;
+    let mut problems = Vec::new();
+    for name in names {
+        let our_keys: Vec<String> = ours
+            .keys_of(name)
+            .into_iter()
+            .filter(|k| k.contains(filter))
+            .collect();
+        let their_keys: Vec<String> = theirs
+            .keys_of(name)
+            .into_iter()
+            .filter(|k| k.contains(filter))
+            .collect();
+        if our_keys != their_keys || our_keys.is_empty() {
+            problems.push(format!(
+                "{name}: series differ\n  ours:   {our_keys:?}\n  theirs: {their_keys:?}"
+            ));
+            continue;
+        }
+        for key in our_keys {
+            compared += 1;
+            let (a, b) = (ours.value(&key), theirs.value(&key));
+            let equal = match (a, b) {
+                (Some(a), Some(b)) => a == b || (a.is_nan() && b.is_nan()),
+                _ => false,
+            };
+            if !equal {
+                problems.push(format!("{key}: prismwatch {a:?}, exporter {b:?}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    compared
+}
+
+#[test]
+fn postgres_metrics_match_postgres_exporter() {
+    let exporter = require_program(
+        "prometheus-postgres-exporter",
+        "prometheus-postgres-exporter",
+    );
+    let postgres = Postgres::start();
+    postgres.psql("postgres", "CREATE DATABASE work");
+    postgres.psql("work", "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 500); UPDATE t SET id = id + 1 WHERE id < 100; DELETE FROM t WHERE id > 400");
+    let _idle = postgres.idle_in_transaction("work");
+    // Let the statistics of the finished sessions reach shared memory.
+    std::thread::sleep(Duration::from_secs(2));
+
+    let address = format!("127.0.0.1:{}", free_port());
+    let _peer = Peer(
+        Command::new(exporter)
+            .arg(format!("--web.listen-address={address}"))
+            .env("DATA_SOURCE_NAME", postgres.dsn("postgres"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start postgres_exporter"),
+    );
+    let config = format!(
+        "[host]\ninterval = \"5s\"\n\n[[postgres]]\ndsn = \"{}\"\ninterval = \"1s\"\n",
+        postgres.dsn("postgres")
+    );
+    let daemon = Daemon::start_ready(Some(&config), &[]);
+    wait_http_ok(&address, "/metrics");
+    let ours = wait_for(&daemon, "pg_up 1", 10, |e| {
+        e.keys_of("pg_up").len() == 1 && e.value(&e.keys_of("pg_up")[0]) == Some(1.0)
+    });
+    let theirs = scrape(&address);
+    assert_eq!(
+        theirs.value("pg_up"),
+        Some(1.0),
+        "postgres_exporter could not connect"
+    );
+
+    let mut compared = assert_same(
+        &ours,
+        &theirs,
+        &[
+            "pg_settings_max_connections",
+            "pg_settings_superuser_reserved_connections",
+            "pg_static",
+        ],
+        "",
+    );
+    // The quiet database: its statistics do not move between the two readings.
+    compared += assert_same(
+        &ours,
+        &theirs,
+        &[
+            "pg_stat_database_xact_commit",
+            "pg_stat_database_xact_rollback",
+            "pg_stat_database_tup_inserted",
+            "pg_stat_database_tup_updated",
+            "pg_stat_database_tup_deleted",
+            "pg_stat_database_deadlocks",
+            "pg_stat_database_temp_files",
+            "pg_stat_database_conflicts",
+            "pg_stat_database_numbackends",
+            "pg_database_size_bytes",
+            "pg_stat_activity_count",
+            "pg_locks_count",
+        ],
+        "datname=\"work\"",
+    );
+    assert!(compared >= 25, "only {compared} series compared");
+}
+
+#[test]
+fn redis_metrics_match_redis_exporter() {
+    let exporter = require_program("prometheus-redis-exporter", "prometheus-redis-exporter");
+    let redis = Redis::start(&["--maxmemory", "64mb"]);
+    for i in 0..20 {
+        redis.cli(&["SET", &format!("k{i}"), "v"]);
+    }
+    redis.cli(&["EXPIRE", "k0", "3600"]);
+    for i in 0..30 {
+        redis.cli(&["GET", &format!("k{i}")]);
+    }
+    let address = format!("127.0.0.1:{}", free_port());
+    let _peer = Peer(
+        Command::new(exporter)
+            .args(["-web.listen-address", &address, "-redis.addr", &redis.url()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis_exporter"),
+    );
+    let config = format!(
+        "[host]\ninterval = \"5s\"\n\n[[redis]]\nurl = \"{}\"\ninterval = \"1s\"\n",
+        redis.url()
+    );
+    let daemon = Daemon::start_ready(Some(&config), &[]);
+    wait_http_ok(&address, "/metrics");
+    let ours = wait_for(&daemon, "redis_up 1", 10, |e| {
+        e.keys_of("redis_up").len() == 1
+    })
+    .without_label("server");
+    let theirs = scrape(&address);
+    assert_eq!(
+        theirs.value("redis_up"),
+        Some(1.0),
+        "redis_exporter could not connect"
+    );
+    let compared = assert_same(
+        &ours,
+        &theirs,
+        &[
+            "redis_up",
+            "redis_keyspace_hits_total",
+            "redis_keyspace_misses_total",
+            "redis_db_keys",
+            "redis_db_keys_expiring",
+            "redis_evicted_keys_total",
+            "redis_expired_keys_total",
+            "redis_memory_max_bytes",
+            "redis_rejected_connections_total",
+            "redis_connected_slaves",
+            "redis_blocked_clients",
+        ],
+        "",
+    );
+    compared_commands(&ours, &theirs);
+    assert!(compared >= 25, "only {compared} series compared");
+    // Moving figures agree within their motion.
+    let close = |name: &str, tolerance: f64| {
+        let (a, b) = (
+            ours.value(name).unwrap_or(f64::NAN),
+            theirs.value(name).unwrap_or(f64::NAN),
+        );
+        assert!(
+            (a - b).abs() <= tolerance,
+            "{name}: prismwatch {a}, exporter {b}"
+        );
+    };
+    close("redis_uptime_in_seconds", 2.0);
+    close("redis_connected_clients", 2.0);
+    // used_memory counts client buffers too, and each exporter reads it while its own INFO
+    // reply (about 100 KiB for redis_exporter's INFO ALL) sits in one.
+    close("redis_memory_used_bytes", 256.0 * 1024.0);
+}
+
+/// Commands the test itself sent are counted the same by both.
+fn compared_commands(ours: &Exposition, theirs: &Exposition) {
+    for cmd in ["set", "get", "expire"] {
+        let key = format!("redis_commands_total{{cmd=\"{cmd}\"}}");
+        assert_eq!(ours.value(&key), theirs.value(&key), "{key}");
+        assert!(ours.value(&key).is_some(), "{key} missing");
+    }
+}

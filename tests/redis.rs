@@ -1,0 +1,93 @@
+//! The Redis collector against a private, real redis-server: hits and misses, the hit ratio,
+//! memory against maxmemory, evictions, keyspace and per-command statistics.
+
+mod common;
+
+use common::servers::Redis;
+use common::{Daemon, wait_for};
+
+#[test]
+fn hits_misses_evictions_and_memory_are_reported() {
+    let redis = Redis::start(&["--maxmemory", "2mb", "--maxmemory-policy", "allkeys-lru"]);
+    let config = format!(
+        "[host]\ninterval = \"5s\"\n\n[[redis]]\nurl = \"{}\"\ninterval = \"500ms\"\n",
+        redis.url()
+    );
+    let daemon = Daemon::start_ready(Some(&config), &[]);
+    let server = redis.address();
+    let key = |name: &str| format!("{name}{{server=\"{server}\"}}");
+    wait_for(&daemon, "redis_up 1", 10, |e| {
+        e.value(&key("redis_up")) == Some(1.0)
+    });
+
+    // Three hits and one miss.
+    redis.cli(&["SET", "user:1", "alice"]);
+    for _ in 0..3 {
+        assert_eq!(redis.cli(&["GET", "user:1"]), "alice");
+    }
+    redis.cli(&["GET", "user:404"]);
+    let exposition = wait_for(&daemon, "hits and misses", 10, |e| {
+        e.value(&key("redis_keyspace_hits_total")) == Some(3.0)
+            && e.value(&key("redis_keyspace_misses_total")) == Some(1.0)
+    });
+    assert_eq!(
+        exposition.value(&key("prismwatch_redis_keyspace_hit_ratio_since_start")),
+        Some(0.75)
+    );
+    assert_eq!(
+        exposition.value(&format!("redis_db_keys{{db=\"db0\",server=\"{server}\"}}")),
+        Some(1.0)
+    );
+    assert_eq!(
+        exposition.value(&format!("redis_db_keys{{db=\"db15\",server=\"{server}\"}}")),
+        Some(0.0)
+    );
+    assert_eq!(
+        exposition.value(&format!(
+            "redis_commands_total{{cmd=\"get\",server=\"{server}\"}}"
+        )),
+        Some(4.0)
+    );
+    assert_eq!(
+        exposition.value(&key("redis_memory_max_bytes")),
+        Some(2.0 * 1024.0 * 1024.0)
+    );
+    assert!(
+        exposition
+            .value(&key("prismwatch_redis_ping_seconds"))
+            .is_some_and(|v| v > 0.0 && v < 1.0)
+    );
+
+    // Fill past maxmemory: keys are evicted.
+    let value = "v".repeat(10_000);
+    let mut script = String::new();
+    for i in 0..600 {
+        script.push_str(&format!("SET fill:{i} {value}\n"));
+    }
+    let mut child = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &redis.port.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-cli");
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), script.as_bytes())
+        .expect("write");
+    drop(child.stdin.take());
+    let _ = child.wait();
+    let exposition = wait_for(&daemon, "evictions", 10, |e| {
+        e.value(&key("redis_evicted_keys_total"))
+            .is_some_and(|v| v > 0.0)
+    });
+    let used = exposition
+        .value(&key("prismwatch_redis_memory_used_ratio"))
+        .unwrap_or(0.0);
+    assert!(used > 0.5, "memory used ratio {used}");
+
+    // A second interval with only misses drops the interval hit ratio to 0.
+    for i in 0..5 {
+        redis.cli(&["GET", &format!("absent:{i}")]);
+    }
+    wait_for(&daemon, "an interval hit ratio of 0", 10, |e| {
+        e.value(&key("prismwatch_redis_keyspace_hit_ratio")) == Some(0.0)
+    });
+}
