@@ -112,7 +112,7 @@ fn check_config(file: &std::path::Path, overrides: &Overrides) -> ExitCode {
     match config::load(Some(file), overrides) {
         Ok(config) => {
             println!(
-                "{}: valid (listen {}, host collector {}, history {} / {} series)",
+                "{}: valid (listen {}, host collector {}, history {} / {} series, {} PostgreSQL, {} PgBouncer, {} Redis targets)",
                 file.display(),
                 config.web.listen,
                 if config.host.enabled {
@@ -121,7 +121,10 @@ fn check_config(file: &std::path::Path, overrides: &Overrides) -> ExitCode {
                     "disabled".to_string()
                 },
                 humantime::format_duration(config.history.retention),
-                config.history.max_series
+                config.history.max_series,
+                config.targets.postgres.len(),
+                config.targets.pgbouncer.len(),
+                config.targets.redis.len()
             );
             ExitCode::SUCCESS
         }

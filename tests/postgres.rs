@@ -166,3 +166,29 @@ fn missing_pg_stat_statements_is_reported_once_and_the_rest_collected() {
         "{logs}"
     );
 }
+
+#[test]
+fn replication_lag_is_reported_on_the_primary_and_the_replica() {
+    let primary = Postgres::start();
+    let replica = Postgres::start_replica_of(&primary, "standby1");
+    let config = format!(
+        "[host]\ninterval = \"5s\"\n\n[[postgres]]\nname = \"primary\"\ndsn = \"{}\"\ninterval = \"500ms\"\n\n[[postgres]]\nname = \"replica\"\ndsn = \"{}\"\ninterval = \"500ms\"\n",
+        primary.dsn("postgres"),
+        replica.dsn("postgres")
+    );
+    let daemon = Daemon::start_ready(Some(&config), &[]);
+    primary.psql("postgres", "CREATE TABLE filler AS SELECT g FROM generate_series(1, 10000) g");
+    let exposition = wait_for(&daemon, "the replica seen from both sides", 20, |e| {
+        e.value("pg_replication_is_replica{server=\"replica\"}") == Some(1.0)
+            && e.value("pg_replication_is_replica{server=\"primary\"}") == Some(0.0)
+            && e.keys_of("prismwatch_postgres_replica_lag_bytes").iter().any(|k| k.contains("application_name=\"standby1\"") && k.contains("server=\"primary\""))
+    });
+    let lag = exposition
+        .keys_of("prismwatch_postgres_replica_lag_bytes")
+        .into_iter()
+        .find(|k| k.contains("standby1"))
+        .and_then(|k| exposition.value(&k));
+    assert!(lag.is_some_and(|bytes| bytes >= 0.0), "{lag:?}");
+    assert!(exposition.value("pg_replication_lag_seconds{server=\"replica\"}").is_some_and(|s| s >= 0.0));
+    assert_eq!(exposition.value("pg_replication_lag_seconds{server=\"primary\"}"), Some(0.0));
+}

@@ -91,3 +91,20 @@ fn hits_misses_evictions_and_memory_are_reported() {
         e.value(&key("prismwatch_redis_keyspace_hit_ratio")) == Some(0.0)
     });
 }
+
+#[test]
+fn a_reload_adds_and_removes_targets() {
+    let redis = Redis::start(&[]);
+    let mut daemon = Daemon::start_ready(Some("[host]\ninterval = \"1s\"\n"), &[]);
+    let redis_up = format!("redis_up{{server=\"{}\"}}", redis.address());
+    assert_eq!(daemon.scrape().value(&redis_up), None);
+    std::fs::write(daemon.config_path(), format!("[host]\ninterval = \"1s\"\n[[redis]]\nurl = \"{}\"\ninterval = \"500ms\"\n", redis.url())).expect("write config");
+    daemon.signal(rustix::process::Signal::HUP);
+    wait_for(&daemon, "the added Redis target", 10, |e| e.value(&redis_up) == Some(1.0));
+    std::fs::write(daemon.config_path(), "[host]\ninterval = \"1s\"\n").expect("write config");
+    daemon.signal(rustix::process::Signal::HUP);
+    // The removed target's series end (stale), they do not linger at their last value.
+    wait_for(&daemon, "the removed Redis target to disappear", 10, |e| e.value(&redis_up).is_none() && e.keys_of("redis_db_keys").is_empty());
+    daemon.signal(rustix::process::Signal::TERM);
+    assert!(daemon.wait_exit(std::time::Duration::from_secs(5)).is_some());
+}

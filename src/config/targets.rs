@@ -188,6 +188,12 @@ pub fn common(
 /// `host:port` of a PostgreSQL DSN (or `socket-dir:port`), or why it does not parse. The error
 /// never repeats the DSN, which may hold a password.
 pub fn postgres_address(dsn: &str) -> Result<String, String> {
+    if !(dsn.starts_with("postgres://") || dsn.starts_with("postgresql://")) {
+        let scheme = dsn.split("://").next().filter(|s| s.len() < dsn.len()).unwrap_or("none");
+        return Err(format!(
+            "invalid PostgreSQL connection string: the scheme is `{scheme}`, expected postgres:// or postgresql://"
+        ));
+    }
     let options = sqlx::postgres::PgConnectOptions::from_str(dsn).map_err(|error| {
         // sqlx's messages name the faulty part, not the whole string.
         format!("invalid PostgreSQL connection string: {error}")

@@ -142,6 +142,32 @@ impl Postgres {
         Postgres::start_with(None, &[])
     }
 
+    /// A streaming replica of `primary` (pg_basebackup -R), with its own port and socket dir.
+    pub fn start_replica_of(primary: &Postgres, application_name: &str) -> Postgres {
+        let dir = shared_temp_dir();
+        let data = dir.path().join("data");
+        let output = as_postgres(&postgres_bin("pg_basebackup"))
+            .args(["-h", "127.0.0.1", "-p", &primary.port.to_string(), "-U", "postgres", "-R", "-X", "stream", "-D"])
+            .arg(&data)
+            .output()
+            .expect("run pg_basebackup");
+        assert!(output.status.success(), "pg_basebackup failed: {}", String::from_utf8_lossy(&output.stderr));
+        let port = free_port();
+        // postgresql.auto.conf is read last, so these win over the primary's copied settings
+        // and over the primary_conninfo that -R wrote.
+        let conf = data.join("postgresql.auto.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("read postgresql.auto.conf");
+        text.push_str(&format!(
+            "port = {port}\nunix_socket_directories = '{}'\nprimary_conninfo = 'host=127.0.0.1 port={} user=postgres application_name={application_name}'\n",
+            dir.path().display(),
+            primary.port
+        ));
+        std::fs::write(&conf, text).expect("write postgresql.auto.conf");
+        let mut replica = Postgres { dir, port, child: None };
+        replica.launch();
+        replica
+    }
+
     fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }
