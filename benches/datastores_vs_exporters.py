@@ -25,9 +25,10 @@ Costs per cycle:
  - server CPU: utime+stime of the postmaster and all its descendants, re-listed at each reading,
    plus the postmaster's cutime+cstime (backends that exited and were reaped keep counting there),
    of the pgbouncer process and of redis-server; minus the idle rate times the window length.
- - bytes: bytes_sent + bytes_received of the agent's TCP sockets to the server ports, from
-   `ss -tinpH` at the start and end of the window (a socket opened inside the window counts from 0;
-   one closed inside it would be lost and is reported; all agents keep persistent connections).
+ - bytes: bytes_sent + bytes_received of the agent's TCP sockets to the server ports: `ss -tinpH`
+   at the start and end of the window, plus the final counters of sockets destroyed inside it,
+   caught by `ss -E` (redis_exporter opens and closes a connection per scrape; the others keep
+   persistent ones). A socket opened inside the window counts from 0.
  - round trips ~ data_segs_out of those sockets: the agent writes a request and waits for the
    answer, and a request fits one loopback segment (MSS 32-64 KiB). This over-counts a request
    sent in several writes and under-counts pipelined requests sent in one write.
@@ -117,33 +118,40 @@ def tree_cpu(root):
     return ticks / CLK_TCK
 
 
-def sockets(pid, ports):
-    """{(local, peer): counters} for pid's TCP sockets whose peer port is in ports."""
-    out = subprocess.run(["ss", "-tinpH"], capture_output=True, text=True, check=True).stdout
-    found, current = {}, None
-    for line in out.splitlines():
+def parse_ss(text, ports):
+    """[(key, line, counters)] of the TCP sockets in `ss -tin` output whose peer port is in ports."""
+    found = []
+    for line in text.splitlines():
         if line and not line[0].isspace():
-            cols, current = line.split(), None
-            peer_port = cols[4].rsplit(":", 1)[-1] if len(cols) > 4 else ""
-            if peer_port.isdigit() and int(peer_port) in ports and f"pid={pid}," in line:
-                current = (cols[3], cols[4])
-                found[current] = {}
-        elif current:
-            found[current] = {k: int(v) for k, v in re.findall(
-                r"\b(bytes_sent|bytes_received|data_segs_out|data_segs_in):(\d+)", line)}
-    return found
+            cols = line.split()
+            peer = cols[4].rsplit(":", 1)[-1] if len(cols) > 4 else ""
+            found.append(((cols[3], cols[4]), line, {}) if peer.isdigit() and int(peer) in ports else None)
+        elif found and found[-1]:
+            found[-1][2].update((k, int(v)) for k, v in re.findall(
+                r"\b(bytes_sent|bytes_received|data_segs_out):(\d+)", line))
+    return [f for f in found if f]
 
 
-def traffic(before, after):
-    """Per peer port: bytes exchanged and data segments sent by the agent between two readings."""
+def snapshot(ports):
+    return parse_ss(subprocess.run(["ss", "-tinpH"], capture_output=True, text=True, check=True).stdout, ports)
+
+
+def traffic(agent, start, end, destroyed):
+    """Per server port: bytes exchanged and data segments sent by the agent over the window.
+
+    Sockets of the agent open at the end count from their start values (0 if opened inside the
+    window); sockets destroyed inside the window (`ss -E`, no owner shown) count unless another
+    process owned them at either end, since only the agent talks to the servers meanwhile."""
+    before = {key: c for key, line, c in start if f"pid={agent}," in line}
+    foreign = {key for key, line, _ in start + end if f"pid={agent}," not in line}
+    mine = [(key, c) for key, line, c in end if f"pid={agent}," in line]
+    mine += [(key, c) for key, _, c in destroyed if key not in foreign]
     totals = {}
-    for key, end in after.items():
-        start = before.get(key, {})
+    for key, c in mine:
+        b = before.get(key, {})
         t = totals.setdefault(int(key[1].rsplit(":", 1)[1]), {"bytes": 0, "segs": 0})
-        t["bytes"] += sum(end.get(f, 0) - start.get(f, 0) for f in ("bytes_sent", "bytes_received"))
-        t["segs"] += end.get("data_segs_out", 0) - start.get("data_segs_out", 0)
-    for key in set(before) - set(after):
-        print(f"warning: socket {key} closed during the window; its traffic is not counted", file=sys.stderr)
+        t["bytes"] += sum(c.get(f, 0) - b.get(f, 0) for f in ("bytes_sent", "bytes_received"))
+        t["segs"] += c.get("data_segs_out", 0) - b.get("data_segs_out", 0)
     return totals
 
 
@@ -268,27 +276,35 @@ def runs_total(port, collector):
     return total, bad
 
 
-def window(seconds, servers, agent=None, ports=(), cycles=None, scrape=None):
+def window(lab, seconds, servers, agent=None, ports=(), cycles=None, scrape=None):
     """Measures one phase. scrape(): called once a second; cycles(): a counter read at both ends."""
+    if agent:  # sockets destroyed inside the window are reported only by `ss -E`, line-buffered
+        events = f"ss-events-{agent}.log"
+        watch = lab.spawn(["stdbuf", "-oL", "ss", "-E", "-tinH"], events)
+        time.sleep(0.5)
     c0 = cycles() if cycles else 0
-    s0 = sockets(agent, ports) if agent else {}
+    s0 = snapshot(ports) if agent else []
     a0 = tree_cpu(agent) if agent else 0.0
     v0 = {name: tree_cpu(pid) for name, pid in servers.items()}
-    t0 = time.monotonic()
-    scrapes = 0
+    t0, scrapes = time.monotonic(), 0
     while time.monotonic() < t0 + seconds:
         if scrape and scrapes < seconds:
             scrape()
             scrapes += 1
-        time.sleep(max(0.0, min(t0 + scrapes, t0 + seconds) - time.monotonic()) if scrape else
-                   max(0.0, t0 + seconds - time.monotonic()))
+        time.sleep(max(0.0, t0 + (min(scrapes, seconds) if scrape else seconds) - time.monotonic()))
     elapsed = time.monotonic() - t0
     v1 = {name: tree_cpu(pid) for name, pid in servers.items()}
     a1 = tree_cpu(agent) if agent else 0.0
-    s1 = sockets(agent, ports) if agent else {}
+    s1 = snapshot(ports) if agent else []
     n = (cycles() - c0) if cycles else scrapes
+    net = {}
+    if agent:
+        time.sleep(0.2)
+        lab.stop(watch)
+        with open(os.path.join(lab.tmp, events)) as f:
+            net = traffic(agent, s0, s1, parse_ss(f.read(), ports))
     return {"elapsed": elapsed, "agent": a1 - a0, "server": {k: v1[k] - v0[k] for k in servers},
-            "traffic": traffic(s0, s1), "cycles": n}
+            "traffic": net, "cycles": n}
 
 
 def scraper(port):
@@ -327,7 +343,7 @@ def main():
     args = parser.parse_args()
     for path, hint in ((BINARY, "build it: cargo build --release"), (PG_EXPORTER, "apt-get install prometheus-postgres-exporter"),
                        (REDIS_EXPORTER, "apt-get install prometheus-redis-exporter"), (PGBOUNCER, "apt-get install pgbouncer"),
-                       (shutil.which("ss") or "ss", "apt-get install iproute2"), (shutil.which("redis-server") or "redis-server", "apt-get install redis-server")):
+                       (shutil.which("ss") or "ss", "apt-get install iproute2"), (shutil.which("stdbuf") or "stdbuf", "coreutils"), (shutil.which("redis-server") or "redis-server", "apt-get install redis-server")):
         if not os.path.exists(path):
             sys.exit(f"missing {path}: {hint}")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -345,7 +361,7 @@ def main():
         time.sleep(5)
 
         print("1/4 idle baseline ...", flush=True)
-        idle = window(args.seconds, servers)
+        idle = window(lab, args.seconds, servers)
         baseline = {k: v / idle["elapsed"] for k, v in idle["server"].items()}
 
         print("2/4 prismwatch ...", flush=True)
@@ -360,7 +376,7 @@ def main():
         time.sleep(5)
         collectors = {name: f"{name}:127.0.0.1:{port}" for name, port in ports.items()}
         before = {n: runs_total(pw_port, c) for n, c in collectors.items()}
-        ours = window(args.seconds, servers, pw.pid, set(ports.values()),
+        ours = window(lab, args.seconds, servers, pw.pid, set(ports.values()),
                       cycles=lambda: runs_total(pw_port, collectors["postgres"])[0],
                       scrape=scraper(pw_port) if args.scrape_prismwatch else None)
         after = {n: runs_total(pw_port, c) for n, c in collectors.items()}
@@ -385,7 +401,7 @@ def main():
             for _ in range(3):  # warm-up: connections open, first-scrape work done
                 scrape()
                 time.sleep(1)
-            m = window(args.seconds, {server: servers[server]}, proc.pid, {ports[server]}, scrape=scrape)
+            m = window(lab, args.seconds, {server: servers[server]}, proc.pid, {ports[server]}, scrape=scrape)
             lab.stop(proc)
             exporters[name] = (m["agent"] * 1e3 / m["cycles"], per_cycle(m, baseline, {server: ports[server]})[server])
 

@@ -96,14 +96,32 @@ fn bad_durations_and_impossible_values_are_refused() {
 
 #[test]
 fn target_errors_name_the_table_and_never_echo_the_dsn() {
-    assert_error("[[postgres]]\ndsn = \"mysql://u:hunter2@h/db\"\n", "bad.toml:2:7: key `postgres[0].dsn`: invalid PostgreSQL connection string");
+    assert_error(
+        "[[postgres]]\ndsn = \"mysql://u:hunter2@h/db\"\n",
+        "bad.toml:2:7: key `postgres[0].dsn`: invalid PostgreSQL connection string",
+    );
     let (_, report) = check_config("[[postgres]]\ndsn = \"mysql://u:hunter2@h/db\"\n");
     assert!(!report.contains("hunter2"), "{report}");
-    assert_error("[[redis]]\nurl = \"http://x\"\n", "bad.toml:2:7: key `redis[0].url`: invalid Redis URL");
-    assert_error("[[redis]]\nurl = \"redis://a:1\"\ninterval = \"1s\"\ntimeout = \"2s\"\n", "key `redis[0].timeout`: timeout 2s must be above zero and at most the interval");
-    assert_error("[[postgres]]\ndsn = \"postgres://h/db\"\nlabels = { server = \"x\" }\n", "key `postgres[0].labels`: `server` cannot be used as a label name");
-    assert_error("[[redis]]\nurl = \"redis://a:1\"\n[[redis]]\nurl = \"redis://a:1\"\n", "two redis targets have the server label `a:1`");
-    assert_error("[[pgbouncer]]\ndsn = \"postgres://h/pgbouncer\"\nport = 6432\n", "bad.toml:3:1: key `pgbouncer.port`: unknown field `port`");
+    assert_error(
+        "[[redis]]\nurl = \"http://x\"\n",
+        "bad.toml:2:7: key `redis[0].url`: invalid Redis URL",
+    );
+    assert_error(
+        "[[redis]]\nurl = \"redis://a:1\"\ninterval = \"1s\"\ntimeout = \"2s\"\n",
+        "key `redis[0].timeout`: timeout 2s must be above zero and at most the interval",
+    );
+    assert_error(
+        "[[postgres]]\ndsn = \"postgres://h/db\"\nlabels = { server = \"x\" }\n",
+        "key `postgres[0].labels`: `server` cannot be used as a label name",
+    );
+    assert_error(
+        "[[redis]]\nurl = \"redis://a:1\"\n[[redis]]\nurl = \"redis://a:1\"\n",
+        "two redis targets have the server label `a:1`",
+    );
+    assert_error(
+        "[[pgbouncer]]\ndsn = \"postgres://h/pgbouncer\"\nport = 6432\n",
+        "bad.toml:3:1: key `pgbouncer.port`: unknown field `port`",
+    );
 }
 
 #[test]
@@ -122,7 +140,10 @@ fn the_example_config_is_valid() {
     let output = Command::new(env!("CARGO_BIN_EXE_prismwatch"))
         .args(["check-config", example])
         .env("PRISMWATCH_WEB_TOKEN", "example-token")
-        .env("PRISMWATCH_POSTGRES_DSN", "postgres://prismwatch:secret@db.internal:5432/app")
+        .env(
+            "PRISMWATCH_POSTGRES_DSN",
+            "postgres://prismwatch:secret@db.internal:5432/app",
+        )
         .output()
         .expect("run check-config");
     assert!(

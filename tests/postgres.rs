@@ -177,11 +177,18 @@ fn replication_lag_is_reported_on_the_primary_and_the_replica() {
         replica.dsn("postgres")
     );
     let daemon = Daemon::start_ready(Some(&config), &[]);
-    primary.psql("postgres", "CREATE TABLE filler AS SELECT g FROM generate_series(1, 10000) g");
+    primary.psql(
+        "postgres",
+        "CREATE TABLE filler AS SELECT g FROM generate_series(1, 10000) g",
+    );
     let exposition = wait_for(&daemon, "the replica seen from both sides", 20, |e| {
         e.value("pg_replication_is_replica{server=\"replica\"}") == Some(1.0)
             && e.value("pg_replication_is_replica{server=\"primary\"}") == Some(0.0)
-            && e.keys_of("prismwatch_postgres_replica_lag_bytes").iter().any(|k| k.contains("application_name=\"standby1\"") && k.contains("server=\"primary\""))
+            && e.keys_of("prismwatch_postgres_replica_lag_bytes")
+                .iter()
+                .any(|k| {
+                    k.contains("application_name=\"standby1\"") && k.contains("server=\"primary\"")
+                })
     });
     let lag = exposition
         .keys_of("prismwatch_postgres_replica_lag_bytes")
@@ -189,6 +196,56 @@ fn replication_lag_is_reported_on_the_primary_and_the_replica() {
         .find(|k| k.contains("standby1"))
         .and_then(|k| exposition.value(&k));
     assert!(lag.is_some_and(|bytes| bytes >= 0.0), "{lag:?}");
-    assert!(exposition.value("pg_replication_lag_seconds{server=\"replica\"}").is_some_and(|s| s >= 0.0));
-    assert_eq!(exposition.value("pg_replication_lag_seconds{server=\"primary\"}"), Some(0.0));
+    assert!(
+        exposition
+            .value("pg_replication_lag_seconds{server=\"replica\"}")
+            .is_some_and(|s| s >= 0.0)
+    );
+    assert_eq!(
+        exposition.value("pg_replication_lag_seconds{server=\"primary\"}"),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn a_pg_monitor_role_is_enough() {
+    let postgres = Postgres::start();
+    postgres.psql(
+        "postgres",
+        "CREATE ROLE watcher LOGIN; GRANT pg_monitor TO watcher",
+    );
+    postgres.psql("postgres", "CREATE DATABASE app");
+    let dsn = format!(
+        "postgres://watcher@127.0.0.1:{}/postgres?sslmode=disable",
+        postgres.port
+    );
+    let config = format!(
+        "[host]\ninterval = \"5s\"\n\n[[postgres]]\ndsn = \"{dsn}\"\ninterval = \"500ms\"\nslow_statement_threshold = \"100ms\"\n"
+    );
+    let daemon = Daemon::start_ready(Some(&config), &[]);
+    let server = postgres.address();
+    wait_for(&daemon, "pg_up 1 as pg_monitor", 10, |e| {
+        e.value(&format!("pg_up{{server=\"{server}\"}}")) == Some(1.0)
+    });
+    // Another user's statement is visible to pg_monitor, text included.
+    let _slow = postgres.spawn_sql("app", &"SELECT pg_sleep(0.3);".repeat(10));
+    let exposition = wait_for(&daemon, "another user's slow statement", 15, |e| {
+        e.value(&format!(
+            "prismwatch_postgres_slow_statements{{server=\"{server}\"}}"
+        ))
+        .is_some_and(|v| v >= 1.0)
+    });
+    assert!(
+        exposition
+            .keys_of("pg_database_size_bytes")
+            .iter()
+            .any(|k| k.contains("datname=\"app\""))
+    );
+    assert!(
+        daemon
+            .get("/api/v1/status", &[])
+            .body
+            .contains("pg_sleep($1)")
+    );
+    assert!(!daemon.logs().contains("ERROR"), "{}", daemon.logs());
 }

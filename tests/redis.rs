@@ -98,13 +98,88 @@ fn a_reload_adds_and_removes_targets() {
     let mut daemon = Daemon::start_ready(Some("[host]\ninterval = \"1s\"\n"), &[]);
     let redis_up = format!("redis_up{{server=\"{}\"}}", redis.address());
     assert_eq!(daemon.scrape().value(&redis_up), None);
-    std::fs::write(daemon.config_path(), format!("[host]\ninterval = \"1s\"\n[[redis]]\nurl = \"{}\"\ninterval = \"500ms\"\n", redis.url())).expect("write config");
+    std::fs::write(
+        daemon.config_path(),
+        format!(
+            "[host]\ninterval = \"1s\"\n[[redis]]\nurl = \"{}\"\ninterval = \"500ms\"\n",
+            redis.url()
+        ),
+    )
+    .expect("write config");
     daemon.signal(rustix::process::Signal::HUP);
-    wait_for(&daemon, "the added Redis target", 10, |e| e.value(&redis_up) == Some(1.0));
+    wait_for(&daemon, "the added Redis target", 10, |e| {
+        e.value(&redis_up) == Some(1.0)
+    });
     std::fs::write(daemon.config_path(), "[host]\ninterval = \"1s\"\n").expect("write config");
     daemon.signal(rustix::process::Signal::HUP);
     // The removed target's series end (stale), they do not linger at their last value.
-    wait_for(&daemon, "the removed Redis target to disappear", 10, |e| e.value(&redis_up).is_none() && e.keys_of("redis_db_keys").is_empty());
+    wait_for(&daemon, "the removed Redis target to disappear", 10, |e| {
+        e.value(&redis_up).is_none() && e.keys_of("redis_db_keys").is_empty()
+    });
     daemon.signal(rustix::process::Signal::TERM);
-    assert!(daemon.wait_exit(std::time::Duration::from_secs(5)).is_some());
+    assert!(
+        daemon
+            .wait_exit(std::time::Duration::from_secs(5))
+            .is_some()
+    );
+}
+
+#[test]
+fn password_unix_socket_and_tls_targets_work() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    let (ca, cert, key) = common::make_ca_and_server_cert(certs.path());
+    let socket = certs.path().join("redis.sock");
+    let tls_port = common::free_port();
+    let (cert_arg, key_arg, socket_arg) = (
+        cert.display().to_string(),
+        key.display().to_string(),
+        socket.display().to_string(),
+    );
+    let tls_port_arg = tls_port.to_string();
+    let redis = Redis::start(&[
+        "--requirepass",
+        "s3cret-pass",
+        "--unixsocket",
+        &socket_arg,
+        "--unixsocketperm",
+        "700",
+        "--tls-port",
+        &tls_port_arg,
+        "--tls-cert-file",
+        &cert_arg,
+        "--tls-key-file",
+        &key_arg,
+        "--tls-ca-cert-file",
+        &ca.display().to_string(),
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let config = format!(
+        "[host]\ninterval = \"5s\"\n\n[[redis]]\nname = \"tcp\"\nurl = \"redis://:s3cret-pass@127.0.0.1:{}\"\ninterval = \"500ms\"\n\n[[redis]]\nname = \"unix\"\nurl = \"unix://{}?pass=s3cret-pass\"\ninterval = \"500ms\"\n\n[[redis]]\nname = \"tls\"\nurl = \"rediss://:s3cret-pass@127.0.0.1:{tls_port}\"\nca_file = \"{}\"\ninterval = \"500ms\"\n\n[[redis]]\nname = \"wrong\"\nurl = \"redis://:not-it@127.0.0.1:{}\"\ninterval = \"500ms\"\n",
+        redis.port,
+        socket.display(),
+        ca.display(),
+        redis.port
+    );
+    let daemon = Daemon::start_ready(Some(&config), &[]);
+    let exposition = wait_for(&daemon, "three targets up and one refused", 10, |e| {
+        ["tcp", "unix", "tls"]
+            .iter()
+            .all(|s| e.value(&format!("redis_up{{server=\"{s}\"}}")) == Some(1.0))
+            && e.value("redis_up{server=\"wrong\"}") == Some(0.0)
+    });
+    assert!(
+        exposition
+            .value("redis_connected_clients{server=\"tls\"}")
+            .is_some_and(|v| v >= 3.0)
+    );
+    let logs = daemon.logs();
+    assert!(
+        !logs.contains("s3cret-pass") && !logs.contains("not-it"),
+        "a password leaked into the logs: {logs}"
+    );
+    assert!(
+        logs.contains("collector=redis:wrong"),
+        "the refused target is logged: {logs}"
+    );
 }

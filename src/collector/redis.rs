@@ -28,12 +28,24 @@ pub struct RedisCollector {
 
 impl RedisCollector {
     pub fn new(target: RedisTarget) -> Result<RedisCollector, CollectError> {
-        let client = Client::open(target.url.expose()).map_err(|error| {
+        let invalid = |error: redis::RedisError| {
             CollectError::Other(format!(
-                "invalid Redis URL: {}",
+                "invalid Redis target: {}",
                 error.detail().unwrap_or("unparsable")
             ))
-        })?;
+        };
+        // With a CA file the server is verified against it, else against the system's roots.
+        let client = match &target.ca_pem {
+            None => Client::open(target.url.expose()).map_err(invalid)?,
+            Some(pem) => Client::build_with_tls(
+                target.url.expose(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            )
+            .map_err(invalid)?,
+        };
         let timeout = target.common.schedule.timeout;
         Ok(RedisCollector {
             source: format!("redis:{}", target.common.server),

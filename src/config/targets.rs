@@ -54,6 +54,9 @@ pub struct RedisSection {
     pub name: Option<String>,
     /// `redis://[user:password@]host:port[/db]`, `rediss://` for TLS, `unix:///path`.
     pub url: Spanned<SecretRef>,
+    /// PEM file of the CA that signed the server's certificate, for `rediss://` URLs when the
+    /// system's trust store does not have it.
+    pub ca_file: Option<Spanned<std::path::PathBuf>>,
     pub interval: Option<Spanned<HumanDuration>>,
     pub timeout: Option<Spanned<HumanDuration>>,
     #[serde(default)]
@@ -89,6 +92,8 @@ pub struct PgbouncerTarget {
 pub struct RedisTarget {
     pub common: TargetCommon,
     pub url: Secret,
+    /// The CA certificate (PEM) to trust for TLS, read from `ca_file`.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// All remote targets of a configuration.
@@ -189,7 +194,11 @@ pub fn common(
 /// never repeats the DSN, which may hold a password.
 pub fn postgres_address(dsn: &str) -> Result<String, String> {
     if !(dsn.starts_with("postgres://") || dsn.starts_with("postgresql://")) {
-        let scheme = dsn.split("://").next().filter(|s| s.len() < dsn.len()).unwrap_or("none");
+        let scheme = dsn
+            .split("://")
+            .next()
+            .filter(|s| s.len() < dsn.len())
+            .unwrap_or("none");
         return Err(format!(
             "invalid PostgreSQL connection string: the scheme is `{scheme}`, expected postgres:// or postgresql://"
         ));
@@ -354,7 +363,26 @@ pub fn validate(
             section.timeout.as_ref(),
             &section.labels,
         );
-        targets.redis.push(RedisTarget { common, url });
+        let ca_pem = match &section.ca_file {
+            None => None,
+            Some(path) => match std::fs::read(path.get_ref()) {
+                Ok(pem) => Some(pem),
+                Err(error) => {
+                    errors.push(source.error_at(
+                        path.span(),
+                        &format!("redis[{index}].ca_file"),
+                        format!("cannot read `{}`: {error}", path.get_ref().display()),
+                        "give the PEM file of the CA that signed the server's certificate",
+                    ));
+                    None
+                }
+            },
+        };
+        targets.redis.push(RedisTarget {
+            common,
+            url,
+            ca_pem,
+        });
     }
 
     // Command-line targets take every default.
@@ -408,7 +436,11 @@ pub fn validate(
     }
     for value in &flags.redis {
         if let Some((common, url)) = flag_target(errors, "--redis", value, redis_address) {
-            targets.redis.push(RedisTarget { common, url });
+            targets.redis.push(RedisTarget {
+                common,
+                url,
+                ca_pem: None,
+            });
         }
     }
 

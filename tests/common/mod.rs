@@ -380,3 +380,73 @@ pub fn wait_for(
         daemon.logs()
     );
 }
+
+/// A test CA and a server certificate it signed for 127.0.0.1/localhost, made with openssl:
+/// returns (ca.pem, cert.pem, key.pem) in `dir`. rustls refuses a self-signed certificate used as
+/// its own CA, so TLS clients on rustls need this chain.
+pub fn make_ca_and_server_cert(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let openssl = require_program("openssl", "openssl");
+    let path = |name: &str| dir.join(name);
+    let run = |args: &[&str]| {
+        let output = Command::new(&openssl)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=prismwatch test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(path("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n").expect("write ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "cert.pem",
+    ]);
+    (path("ca.pem"), path("cert.pem"), path("key.pem"))
+}

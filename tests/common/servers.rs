@@ -147,11 +147,26 @@ impl Postgres {
         let dir = shared_temp_dir();
         let data = dir.path().join("data");
         let output = as_postgres(&postgres_bin("pg_basebackup"))
-            .args(["-h", "127.0.0.1", "-p", &primary.port.to_string(), "-U", "postgres", "-R", "-X", "stream", "-D"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary.port.to_string(),
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+                "-D",
+            ])
             .arg(&data)
             .output()
             .expect("run pg_basebackup");
-        assert!(output.status.success(), "pg_basebackup failed: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "pg_basebackup failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let port = free_port();
         // postgresql.auto.conf is read last, so these win over the primary's copied settings
         // and over the primary_conninfo that -R wrote.
@@ -163,7 +178,11 @@ impl Postgres {
             primary.port
         ));
         std::fs::write(&conf, text).expect("write postgresql.auto.conf");
-        let mut replica = Postgres { dir, port, child: None };
+        let mut replica = Postgres {
+            dir,
+            port,
+            child: None,
+        };
         replica.launch();
         replica
     }
@@ -493,11 +512,14 @@ impl Redis {
 
     /// Runs redis-cli and returns its trimmed output.
     pub fn cli(&self, args: &[&str]) -> String {
-        let output = Command::new(require_program("redis-cli", "redis-tools"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("run redis-cli");
+        let mut command = Command::new(require_program("redis-cli", "redis-tools"));
+        command.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        if let Some(index) = self.extra.iter().position(|a| a == "--requirepass")
+            && let Some(password) = self.extra.get(index + 1)
+        {
+            command.args(["--no-auth-warning", "-a", password]);
+        }
+        let output = command.args(args).output().expect("run redis-cli");
         String::from_utf8_lossy(&output.stdout).trim().to_string()
     }
 
