@@ -4,37 +4,36 @@ postgres_exporter and redis_exporter, in one run, counting the database server s
 
     python3 benches/datastores_vs_exporters.py --seconds 60     # about 5 minutes
 
-Setup (all private, on random loopback ports, in one temp dir removed at exit): PostgreSQL (the
-newest version under /usr/lib/postgresql) with pg_stat_statements loaded, 5 databases with 10
-tables each, ~250 distinct statements and a short pgbench run; PgBouncer in front of it (admin
-console for our collector); redis-server with 10,000 keys. As root, initdb, postgres and
-pgbouncer run as user postgres (dropped with Popen(user=...), so the pids are the servers').
+Setup (private, on random loopback ports, in one temp dir removed at exit): PostgreSQL (newest
+under /usr/lib/postgresql) with pg_stat_statements, 5 databases of 10 tables, ~250 distinct
+statements and a short pgbench; PgBouncer in front of it (our collector reads its admin console);
+redis-server with 10,000 keys. As root, initdb, postgres and pgbouncer run as user postgres
+(Popen(user=...) rather than runuser, so the pids we hold are the servers' own).
 
 Phases, one after another, never two agents at once, each --seconds long:
- 1. idle: no agent; the servers' CPU over the phase is the baseline rate.
- 2. prismwatch (target/release, host collector off, postgres + pgbouncer + redis collectors at a
-    1 s interval, plus its `process` self-collector, which costs microseconds): measured from 5 s
-    after /readyz answers 200. Cycles = increase of prismwatch_collector_runs_total for the
-    postgres collector. Nothing scrapes it unless --scrape-prismwatch (then once a second, so the
-    agent cost includes serving /metrics as the exporters' does).
- 3. postgres_exporter, 4. redis_exporter: this script scrapes /metrics once a second, after
-    warm-up scrapes; one scrape is one collection; cycles = scrapes in the window.
+ 1. idle: no agent; the servers' CPU over it gives their baseline rate.
+ 2. prismwatch (target/release; host collector off; postgres, pgbouncer and redis collectors at
+    1 s, plus its `process` self-collector, which costs microseconds), measured from 5 s after
+    /readyz answers 200. Cycles = increase of prismwatch_collector_runs_total{collector=
+    "postgres:..."}. Not scraped, unless --scrape-prismwatch (once a second, like the exporters).
+ 3. postgres_exporter, 4. redis_exporter: scraped by this script once a second after 3 warm-up
+    scrapes; a scrape is one collection; cycles = scrapes in the window.
 
 Costs per cycle:
  - agent CPU: utime+stime of the agent process (/proc/PID/stat, clock ticks).
- - server CPU: utime+stime of the postmaster and all its descendants, re-listed at each reading,
-   plus the postmaster's cutime+cstime (backends that exited and were reaped keep counting there),
-   of the pgbouncer process and of redis-server; minus the idle rate times the window length.
- - bytes: bytes_sent + bytes_received of the agent's TCP sockets to the server ports: `ss -tinpH`
-   at the start and end of the window, plus the final counters of sockets destroyed inside it,
-   caught by `ss -E` (redis_exporter opens and closes a connection per scrape; the others keep
-   persistent ones). A socket opened inside the window counts from 0.
- - round trips ~ data_segs_out of those sockets: the agent writes a request and waits for the
-   answer, and a request fits one loopback segment (MSS 32-64 KiB). This over-counts a request
-   sent in several writes and under-counts pipelined requests sent in one write.
-Resolution: CPU counters tick at 1/SC_CLK_TCK s (10 ms), i.e. 10/--seconds ms per cycle at one
-cycle a second (0.17 ms with 60 s); the baseline subtraction adds the servers' idle noise.
-Debian ships no pgbouncer_exporter: our PgBouncer collector's cost counts on our side only, which
+ - server CPU: utime+stime of the postmaster and all its descendants (re-listed at each reading)
+   plus the postmaster's cutime+cstime, where reaped backends keep counting; of pgbouncer; of
+   redis-server. Minus the idle rate times the window length, so it can come out slightly < 0.
+ - bytes: bytes_sent + bytes_received of the agent's TCP sockets to the server ports, from
+   `ss -tinpH` at both ends of the window plus the final counters of sockets destroyed inside it,
+   caught by `ss -E` (redis_exporter connects anew on every scrape; the others keep persistent
+   connections). A socket opened inside the window counts from 0.
+ - round trips ~ data_segs_out of those sockets: the agent writes a request, then waits for the
+   answer, and a request fits one loopback segment (MSS 32-64 KiB). It over-counts a request
+   written in several pieces and under-counts pipelined requests sent in one write.
+Resolution: CPU counters tick at 1/SC_CLK_TCK s (10 ms): 10/--seconds ms per cycle at one cycle
+a second (0.17 ms with 60 s); the baseline subtraction adds the servers' idle noise.
+Debian ships no pgbouncer_exporter: the PgBouncer collector's cost counts on our side only, which
 makes our side look worse, not better. Target from the issue: ours at most one fifth.
 """
 
@@ -68,11 +67,10 @@ def free_port():
 
 def wait_until(check, what, timeout=30):
     deadline = time.time() + timeout
-    while time.time() < deadline:
-        if check():
-            return
+    while not check():
+        if time.time() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
         time.sleep(0.1)
-    raise RuntimeError(f"timed out waiting for {what}")
 
 
 def tcp_open(port):
@@ -84,7 +82,7 @@ def tcp_open(port):
 
 
 def http_get(port, path, conn=None):
-    """GET a path; returns (status, body). Reuses conn (keep-alive) when given."""
+    """GET a path; returns (status, body), (0, "") when nothing answers. Reuses conn if given."""
     c = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         c.request("GET", path)
@@ -97,20 +95,22 @@ def http_get(port, path, conn=None):
             c.close()
 
 
+def pg_dsn(port, db):
+    return f"postgres://postgres@127.0.0.1:{port}/{db}?sslmode=disable"
+
+
 def tree_cpu(root):
     """CPU seconds of root, its live descendants, and the children it reaped (cutime+cstime)."""
-    stats = {}
+    stats, children = {}, {}
     for path in glob.glob("/proc/[0-9]*/stat"):
         try:
             with open(path) as f:
                 stats[int(path.split("/")[2])] = f.read().rsplit(")", 1)[1].split()
         except OSError:
             pass  # exited meanwhile
-    children = {}
     for pid, fields in stats.items():
         children.setdefault(int(fields[1]), []).append(pid)
-    ticks = sum(int(x) for x in stats[root][11:15])
-    todo = list(children.get(root, []))
+    ticks, todo = sum(int(x) for x in stats[root][11:15]), list(children.get(root, []))
     while todo:
         pid = todo.pop()
         ticks += int(stats[pid][11]) + int(stats[pid][12])
@@ -139,12 +139,13 @@ def snapshot(ports):
 def traffic(agent, start, end, destroyed):
     """Per server port: bytes exchanged and data segments sent by the agent over the window.
 
-    Sockets of the agent open at the end count from their start values (0 if opened inside the
-    window); sockets destroyed inside the window (`ss -E`, no owner shown) count unless another
-    process owned them at either end, since only the agent talks to the servers meanwhile."""
-    before = {key: c for key, line, c in start if f"pid={agent}," in line}
-    foreign = {key for key, line, _ in start + end if f"pid={agent}," not in line}
-    mine = [(key, c) for key, line, c in end if f"pid={agent}," in line]
+    The agent's sockets open at the end count from their start values (0 if new); sockets
+    destroyed inside the window (`ss -E` shows no owner) count unless another process owned them
+    at either end, since only the agent talks to the servers meanwhile."""
+    mark = f"pid={agent},"
+    before = {key: c for key, line, c in start if mark in line}
+    foreign = {key for key, line, _ in start + end if mark not in line}
+    mine = [(key, c) for key, line, c in end if mark in line]
     mine += [(key, c) for key, _, c in destroyed if key not in foreign]
     totals = {}
     for key, c in mine:
@@ -176,27 +177,28 @@ class Lab:
         with open(os.path.join(self.tmp, log), "ab") as out:
             p = subprocess.Popen(argv, cwd=self.tmp, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                  stderr=subprocess.STDOUT, **self._user(as_postgres))
-        self.procs.append((p, stop))
+        p.stop_signal = stop
+        self.procs.append(p)
         return p
 
-    def stop(self, p):
-        for q, sig in self.procs:
-            if q is p and p.poll() is None:
-                p.send_signal(sig)
-                try:
-                    p.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+    @staticmethod
+    def stop(p):
+        if p.poll() is None:
+            p.send_signal(p.stop_signal)
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
     def close(self):
-        for p, _ in reversed(self.procs):
+        for p in reversed(self.procs):
             self.stop(p)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def workload_sql():
-    """10 tables and 5 statement shapes per table: ~50 distinct pg_stat_statements entries per db."""
+    """10 tables, 5 statement shapes each: ~50 distinct pg_stat_statements entries per database."""
     sql = []
     for i in range(10):
         sql += [f"CREATE TABLE t{i} (id serial PRIMARY KEY, v text, n int);",
@@ -204,7 +206,7 @@ def workload_sql():
                 f"SELECT count(*) FROM t{i} WHERE n > 500;",
                 f"UPDATE t{i} SET n = n + 1 WHERE id = 7;",
                 f"DELETE FROM t{i} WHERE id = 9;"]
-    return "\n".join(sql + ["VACUUM ANALYZE;"])
+    return "\n".join(sql + ["VACUUM ANALYZE;"]).encode()
 
 
 def start_postgres(lab):
@@ -223,7 +225,7 @@ def start_postgres(lab):
     lab.run(psql + ["-d", "postgres", "-c", "CREATE EXTENSION pg_stat_statements"])
     for db in DATABASES:
         lab.run(psql + ["-d", "postgres", "-c", f"CREATE DATABASE {db}"])
-        lab.run(psql + ["-d", db], input=workload_sql().encode())
+        lab.run(psql + ["-d", db], input=workload_sql())
     lab.run([f"{bindir}/pgbench", *client, "-i", "-s", "1", "-q", "bench"], stderr=subprocess.DEVNULL)
     lab.run([f"{bindir}/pgbench", *client, "-T", "5", "-c", "2", "bench"], stderr=subprocess.DEVNULL)
     lab.run(psql + ["-d", "bench", "-c", "VACUUM ANALYZE"])
@@ -234,10 +236,9 @@ def start_postgres(lab):
 
 
 def start_pgbouncer(lab, pg_port, bindir):
-    port, auth = free_port(), os.path.join(lab.tmp, "userlist.txt")
+    port, auth, ini = free_port(), os.path.join(lab.tmp, "userlist.txt"), os.path.join(lab.tmp, "pgbouncer.ini")
     with open(auth, "w") as f:
         f.write('"postgres" ""\n')
-    ini = os.path.join(lab.tmp, "pgbouncer.ini")
     with open(ini, "w") as f:
         f.write(f"[databases]\n* = host=127.0.0.1 port={pg_port}\n[pgbouncer]\nlisten_addr = 127.0.0.1\n"
                 f"listen_port = {port}\nunix_socket_dir =\nauth_type = trust\nauth_file = {auth}\n"
@@ -245,7 +246,7 @@ def start_pgbouncer(lab, pg_port, bindir):
                 f"ignore_startup_parameters = extra_float_digits\nlogfile = {lab.tmp}/pgbouncer.log\n")
     bouncer = lab.spawn([PGBOUNCER, ini], "pgbouncer.out", as_postgres=True)
     wait_until(lambda: bouncer.poll() is None and tcp_open(port), "PgBouncer")
-    for db in DATABASES[:3]:  # give it some pools with a server connection each
+    for db in DATABASES[:3]:  # a few pools, each with an idle server connection
         lab.run([f"{bindir}/psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", db,
                  "-X", "-q", "-c", "SELECT count(*) FROM t1"])
     return bouncer, port
@@ -265,10 +266,9 @@ def start_redis(lab):
 
 
 def runs_total(port, collector):
-    """Sum over results of prismwatch_collector_runs_total for one collector (and any non-success)."""
-    text = http_get(port, "/metrics")[1]
+    """(all runs, failed runs) of prismwatch_collector_runs_total for one collector."""
     total = bad = 0.0
-    for line in text.splitlines():
+    for line in http_get(port, "/metrics")[1].splitlines():
         if line.startswith("prismwatch_collector_runs_total{") and f'collector="{collector}"' in line:
             value = float(line.rsplit(" ", 1)[1])
             total += value
@@ -296,56 +296,118 @@ def window(lab, seconds, servers, agent=None, ports=(), cycles=None, scrape=None
     v1 = {name: tree_cpu(pid) for name, pid in servers.items()}
     a1 = tree_cpu(agent) if agent else 0.0
     s1 = snapshot(ports) if agent else []
-    n = (cycles() - c0) if cycles else scrapes
-    net = {}
+    m = {"elapsed": elapsed, "agent": a1 - a0, "server": {k: v1[k] - v0[k] for k in servers},
+         "cycles": (cycles() - c0) if cycles else scrapes, "traffic": {}}
     if agent:
         time.sleep(0.2)
         lab.stop(watch)
         with open(os.path.join(lab.tmp, events)) as f:
-            net = traffic(agent, s0, s1, parse_ss(f.read(), ports))
-    return {"elapsed": elapsed, "agent": a1 - a0, "server": {k: v1[k] - v0[k] for k in servers},
-            "traffic": net, "cycles": n}
+            m["traffic"] = traffic(agent, s0, s1, parse_ss(f.read(), ports))
+    return m
 
 
 def scraper(port):
+    """A function doing one GET /metrics on a keep-alive connection, as Prometheus does."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
 
     def scrape():
-        status, body = http_get(port, "/metrics", conn)
-        if status != 200 or not body:
-            raise RuntimeError(f"scrape of port {port} failed ({status})")
+        if http_get(port, "/metrics", conn)[0] != 200:
+            raise RuntimeError(f"scrape of port {port} failed")
     return scrape
 
 
-def per_cycle(m, baseline, server_ports):
-    """{server: (server CPU ms, bytes, segs)} per cycle, the server CPU net of the idle baseline."""
+def phase_prismwatch(lab, args, ports, servers):
+    """Runs the daemon with the three collectors at 1 s and measures one window."""
+    config, port = os.path.join(lab.tmp, "prismwatch.toml"), free_port()
+    with open(config, "w") as f:
+        f.write(f'[host]\nenabled = false\n[[postgres]]\ndsn = "{pg_dsn(ports["postgres"], "postgres")}"\n'
+                f'interval = "1s"\n[[pgbouncer]]\ndsn = "{pg_dsn(ports["pgbouncer"], "pgbouncer")}"\n'
+                f'interval = "1s"\n[[redis]]\nurl = "redis://127.0.0.1:{ports["redis"]}"\ninterval = "1s"\n')
+    pw = lab.spawn([BINARY, "--config", config, "--listen", f"127.0.0.1:{port}", "--state-dir",
+                    os.path.join(lab.tmp, "state"), "--log-level", "warn"], "prismwatch.log")
+    wait_until(lambda: pw.poll() is None and http_get(port, "/readyz")[0] == 200, "prismwatch /readyz")
+    time.sleep(5)
+    names = {name: f"{name}:127.0.0.1:{p}" for name, p in ports.items()}
+    before = {n: runs_total(port, c) for n, c in names.items()}
+    m = window(lab, args.seconds, servers, pw.pid, set(ports.values()),
+               cycles=lambda: runs_total(port, names["postgres"])[0],
+               scrape=scraper(port) if args.scrape_prismwatch else None)
+    after = {n: runs_total(port, c) for n, c in names.items()}
+    lab.stop(pw)
+    m["runs"] = {n: after[n][0] - before[n][0] for n in names}
+    if len(set(m["runs"].values())) > 1 or any(after[n][1] for n in names):
+        print(f"note: collector runs differ or failed: {m['runs']}, failures {[after[n][1] for n in names]}")
+    return m
+
+
+def phase_exporter(lab, args, argv, env, server, ports, servers):
+    """Runs one exporter, warms it up, then scrapes it once a second over one window."""
+    port = free_port()
+    proc = lab.spawn([a.format(port=port) for a in argv], os.path.basename(argv[0]) + ".log", env=env)
+    wait_until(lambda: proc.poll() is None and http_get(port, "/metrics")[0] == 200, argv[0], timeout=60)
+    scrape = scraper(port)
+    for _ in range(3):  # connections open, first-scrape work done
+        scrape()
+        time.sleep(1)
+    m = window(lab, args.seconds, {server: servers[server]}, proc.pid, {ports[server]}, scrape=scrape)
+    lab.stop(proc)
+    return m
+
+
+def per_cycle(m, baseline, ports):
+    """{server: (server CPU ms, bytes, data segments out)} per cycle, server CPU net of idle."""
     out = {}
-    for name, port in server_ports.items():
+    for name in m["server"]:
         net = m["server"][name] - baseline[name] * m["elapsed"]
-        t = m["traffic"].get(port, {"bytes": 0, "segs": 0})
+        t = m["traffic"].get(ports[name], {"bytes": 0, "segs": 0})
         out[name] = (net * 1e3 / m["cycles"], t["bytes"] / m["cycles"], t["segs"] / m["cycles"])
     return out
 
 
-def row(label, agent, parts):
-    server = sum(p[0] for p in parts)
-    total = f"{agent + server:10.3f}" if agent is not None else f"{'-':>10}"
-    agent_s = f"{agent:10.3f}" if agent is not None else f"{'-':>10}"
-    print(f"{label:34} {agent_s} {server:10.3f} {total} {sum(p[1] for p in parts):10.0f} "
-          f"{sum(p[2] for p in parts):8.1f}")
-    return (agent or 0) + server, server, sum(p[1] for p in parts), sum(p[2] for p in parts)
+def row(label, agent_ms, parts):
+    """Prints one table row; returns (total CPU, server CPU, bytes, segments) per cycle."""
+    server, nbytes, segs = (sum(p[i] for p in parts) for i in range(3))
+    cells = (f"{agent_ms:10.3f}", f"{agent_ms + server:10.3f}") if agent_ms is not None else (f"{'-':>10}",) * 2
+    print(f"{label:34} {cells[0]} {server:10.3f} {cells[1]} {nbytes:10.0f} {segs:8.1f}")
+    return (agent_ms or 0) + server, server, nbytes, segs
+
+
+def report(args, baseline, ours, pg_exp, redis_exp, ports):
+    n = ours["cycles"]
+    parts = per_cycle(ours, baseline, ports)
+    print(f"\ncycles: prismwatch {n:.0f} ({', '.join(f'{k} {v:.0f}' for k, v in ours['runs'].items())}), "
+          f"exporters {pg_exp['cycles']} and {redis_exp['cycles']} scrapes; idle server CPU (ms/s): "
+          + ", ".join(f"{k} {v * 1e3:.3f}" for k, v in baseline.items()))
+    print(f"CPU resolution: {1e3 / CLK_TCK:.0f} ms ticks / {n:.0f} cycles = "
+          f"{1e3 / CLK_TCK / max(n, 1):.2f} ms per cycle\n")
+    print(f"{'per cycle':34} {'agent ms':>10} {'server ms':>10} {'total ms':>10} {'bytes':>10} {'segs out':>8}")
+    mine = row("prismwatch round (pg+pgb+redis)", ours["agent"] * 1e3 / n, list(parts.values()))
+    for name in ports:
+        row(f"  {name} side", None, [parts[name]])
+    pe, rd = (per_cycle(m, baseline, ports) for m in (pg_exp, redis_exp))
+    pe_agent, rd_agent = (m["agent"] * 1e3 / m["cycles"] for m in (pg_exp, redis_exp))
+    row("postgres_exporter scrape", pe_agent, [pe["postgres"]])
+    row("redis_exporter scrape", rd_agent, [rd["redis"]])
+    theirs = row("exporters total (pg + redis)", pe_agent + rd_agent, [pe["postgres"], rd["redis"]])
+    print()
+    for i, label in enumerate(("total CPU", "server CPU", "bytes", "data segments out")):
+        ratio = f"{mine[i] / theirs[i]:7.3f}" if theirs[i] > 0 else "    n/a"
+        print(f"ratio ours/exporters, {label + ':':19} {ratio}")
+    met = theirs[0] > 0 and mine[0] / theirs[0] <= 0.2
+    print(f"target: total CPU ratio <= 0.200 (one fifth): {'met' if met else 'NOT met'}")
+    print("notes: Debian has no pgbouncer_exporter, so the PgBouncer collector counts on our side only; "
+          "prismwatch's agent CPU includes its `process` self-collector; prismwatch was "
+          + ("scraped once a second." if args.scrape_prismwatch else "not scraped."))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60, help="length of each of the 4 phases")
-    parser.add_argument("--scrape-prismwatch", action="store_true", help="scrape prismwatch once a second too")
+    parser.add_argument("--scrape-prismwatch", action="store_true", help="also scrape prismwatch once a second")
     args = parser.parse_args()
-    for path, hint in ((BINARY, "build it: cargo build --release"), (PG_EXPORTER, "apt-get install prometheus-postgres-exporter"),
-                       (REDIS_EXPORTER, "apt-get install prometheus-redis-exporter"), (PGBOUNCER, "apt-get install pgbouncer"),
-                       (shutil.which("ss") or "ss", "apt-get install iproute2"), (shutil.which("stdbuf") or "stdbuf", "coreutils"), (shutil.which("redis-server") or "redis-server", "apt-get install redis-server")):
-        if not os.path.exists(path):
-            sys.exit(f"missing {path}: {hint}")
+    for tool in (BINARY, PG_EXPORTER, REDIS_EXPORTER, PGBOUNCER, "redis-server", "redis-cli", "ss", "stdbuf"):
+        if not shutil.which(tool):
+            sys.exit(f"missing {tool} (prismwatch: cargo build --release; ss: iproute2; others: their Debian packages)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     lab = Lab()
     try:
@@ -355,81 +417,23 @@ def main():
         redis, redis_port = start_redis(lab)
         servers = {"postgres": pg.pid, "pgbouncer": bouncer.pid, "redis": redis.pid}
         ports = {"postgres": pg_port, "pgbouncer": pgb_port, "redis": redis_port}
-        pg_dsn = f"postgres://postgres@127.0.0.1:{pg_port}/postgres?sslmode=disable"
         print(f"{len(DATABASES)} databases, {entries} pg_stat_statements entries, 10000 Redis keys; "
               f"phases of {args.seconds:.0f} s", flush=True)
         time.sleep(5)
-
         print("1/4 idle baseline ...", flush=True)
         idle = window(lab, args.seconds, servers)
         baseline = {k: v / idle["elapsed"] for k, v in idle["server"].items()}
-
         print("2/4 prismwatch ...", flush=True)
-        config, pw_port = os.path.join(lab.tmp, "prismwatch.toml"), free_port()
-        with open(config, "w") as f:
-            f.write(f'[host]\nenabled = false\n[[postgres]]\ndsn = "{pg_dsn}"\ninterval = "1s"\n'
-                    f'[[pgbouncer]]\ndsn = "postgres://postgres@127.0.0.1:{pgb_port}/pgbouncer?sslmode=disable"\n'
-                    f'interval = "1s"\n[[redis]]\nurl = "redis://127.0.0.1:{redis_port}"\ninterval = "1s"\n')
-        pw = lab.spawn([BINARY, "--config", config, "--listen", f"127.0.0.1:{pw_port}", "--state-dir",
-                        os.path.join(lab.tmp, "state"), "--log-level", "warn"], "prismwatch.log")
-        wait_until(lambda: pw.poll() is None and http_get(pw_port, "/readyz")[0] == 200, "prismwatch /readyz")
-        time.sleep(5)
-        collectors = {name: f"{name}:127.0.0.1:{port}" for name, port in ports.items()}
-        before = {n: runs_total(pw_port, c) for n, c in collectors.items()}
-        ours = window(lab, args.seconds, servers, pw.pid, set(ports.values()),
-                      cycles=lambda: runs_total(pw_port, collectors["postgres"])[0],
-                      scrape=scraper(pw_port) if args.scrape_prismwatch else None)
-        after = {n: runs_total(pw_port, c) for n, c in collectors.items()}
-        lab.stop(pw)
-        runs = {n: after[n][0] - before[n][0] for n in collectors}
-        if len(set(runs.values())) > 1 or any(after[n][1] for n in collectors):
-            print(f"note: collector runs differ or failed: {runs}, failures {[after[n][1] for n in collectors]}")
-
+        ours = phase_prismwatch(lab, args, ports, servers)
         print("3/4 postgres_exporter ...", flush=True)
-        exporters = {}
-        for name, argv, env, server in (
-                ("postgres_exporter", [PG_EXPORTER, "--web.listen-address=127.0.0.1:{port}"],
-                 dict(os.environ, DATA_SOURCE_NAME=pg_dsn), "postgres"),
-                ("redis_exporter", [REDIS_EXPORTER, "-web.listen-address", "127.0.0.1:{port}", "-redis.addr",
-                                    f"redis://127.0.0.1:{redis_port}"], None, "redis")):
-            if name == "redis_exporter":
-                print("4/4 redis_exporter ...", flush=True)
-            port = free_port()
-            proc = lab.spawn([a.format(port=port) for a in argv], f"{name}.log", env=env)
-            wait_until(lambda: proc.poll() is None and http_get(port, "/metrics")[0] == 200, name, timeout=60)
-            scrape = scraper(port)
-            for _ in range(3):  # warm-up: connections open, first-scrape work done
-                scrape()
-                time.sleep(1)
-            m = window(lab, args.seconds, {server: servers[server]}, proc.pid, {ports[server]}, scrape=scrape)
-            lab.stop(proc)
-            exporters[name] = (m["agent"] * 1e3 / m["cycles"], per_cycle(m, baseline, {server: ports[server]})[server])
-
-        n = ours["cycles"]
-        parts = per_cycle(ours, baseline, ports)
-        print()
-        print(f"cycles: prismwatch {n:.0f} ({', '.join(f'{k} {v:.0f}' for k, v in runs.items())}), exporters "
-              f"{args.seconds:.0f} scrapes each; idle server CPU (ms/s): "
-              + ", ".join(f"{k} {v * 1e3:.3f}" for k, v in baseline.items()))
-        print(f"CPU resolution: {1e3 / CLK_TCK:.0f} ms ticks / {n:.0f} cycles = {1e3 / CLK_TCK / max(n, 1):.2f} ms per cycle")
-        print()
-        print(f"{'per cycle':34} {'agent ms':>10} {'server ms':>10} {'total ms':>10} {'bytes':>10} {'segs out':>8}")
-        ours_total = row("prismwatch round (pg+pgb+redis)", ours["agent"] * 1e3 / n, list(parts.values()))
-        for name in ports:
-            row(f"  {name} side", None, [parts[name]])
-        pe, re_ = exporters["postgres_exporter"], exporters["redis_exporter"]
-        row("postgres_exporter scrape", pe[0], [pe[1]])
-        row("redis_exporter scrape", re_[0], [re_[1]])
-        theirs = row("exporters total (pg + redis)", pe[0] + re_[0], [pe[1], re_[1]])
-        print()
-        for label, i in (("total CPU", 0), ("server CPU", 1), ("bytes", 2), ("data segments out", 3)):
-            print(f"ratio ours/exporters, {label + ':':19} {ours_total[i] / theirs[i]:7.3f}" if theirs[i] > 0
-                  else f"ratio ours/exporters, {label}: n/a (exporters at 0)")
-        verdict = "met" if theirs[0] > 0 and ours_total[0] / theirs[0] <= 0.2 else "NOT met"
-        print(f"target total CPU ratio <= 0.200 (one fifth): {verdict}")
-        print("notes: Debian has no pgbouncer_exporter, so PgBouncer's cost is on our side only; the agent "
-              "CPU of prismwatch includes its `process` self-collector"
-              + ("; prismwatch was scraped once a second." if args.scrape_prismwatch else "; prismwatch was not scraped."))
+        pg_exp = phase_exporter(lab, args, [PG_EXPORTER, "--web.listen-address=127.0.0.1:{port}"],
+                                dict(os.environ, DATA_SOURCE_NAME=pg_dsn(pg_port, "postgres")),
+                                "postgres", ports, servers)
+        print("4/4 redis_exporter ...", flush=True)
+        redis_exp = phase_exporter(lab, args, [REDIS_EXPORTER, "-web.listen-address", "127.0.0.1:{port}",
+                                               "-redis.addr", f"redis://127.0.0.1:{redis_port}"],
+                                   None, "redis", ports, servers)
+        report(args, baseline, ours, pg_exp, redis_exp, ports)
     finally:
         lab.close()
 

@@ -31,7 +31,7 @@ pub struct Cli {
     pub listen: Option<String>,
 
     /// Directory for durable state (overrides state_dir).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     pub state_dir: Option<PathBuf>,
 
     /// Rule file or directory; repeatable (added to the file's rules).
@@ -70,6 +70,13 @@ pub enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Print this month's AI spend per model and label, the forecast and a daily chart, from
+    /// the state directory (works while the daemon runs or not).
+    Spend {
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl Cli {
@@ -104,6 +111,7 @@ pub fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match &cli.command {
         Some(Command::CheckConfig { file }) => check_config(file, &cli.overrides()),
+        Some(Command::Spend { json }) => spend(&cli, *json),
         None => run_daemon(&cli),
     }
 }
@@ -134,6 +142,37 @@ fn check_config(file: &std::path::Path, overrides: &Overrides) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn spend(cli: &Cli, json: bool) -> ExitCode {
+    let config = match config::load(cli.config.as_deref(), &cli.overrides()) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let path = config.state_dir.join(crate::spend::STATE_FILE);
+    if !path.exists() {
+        eprintln!(
+            "no spend recorded yet: {} does not exist (pass the daemon's --state-dir)",
+            path.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let tracker = crate::spend::SpendTracker::open(config.ai, &config.state_dir);
+    let Some(report) = tracker.report(crate::collector::now_ms()) else {
+        return ExitCode::FAILURE;
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        print!("{}", crate::spend::render::render_text(&report));
+    }
+    ExitCode::SUCCESS
 }
 
 fn run_daemon(cli: &Cli) -> ExitCode {

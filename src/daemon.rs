@@ -25,6 +25,7 @@ use crate::collector::{Collector, Readiness, StatusBoard, run_collector};
 use crate::config::{self, CollectorSchedule, Config, Overrides, WebAuth};
 use crate::history::{History, HistoryLimits};
 use crate::http::{self, AppState};
+use crate::spend::{SpendCollector, SpendTracker};
 use crate::telemetry;
 
 /// Time allowed for every task to stop after SIGTERM; systemd's default stop timeout is longer,
@@ -50,6 +51,7 @@ pub async fn run(
     let history = Arc::new(RwLock::new(History::new(history_limits(&config))));
     let readiness = Readiness::default();
     let status = StatusBoard::default();
+    let spend = SpendTracker::open(config.ai.clone(), &config.state_dir);
     let auth = Arc::new(RwLock::new(config.web.auth.clone()));
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
@@ -59,11 +61,13 @@ pub async fn run(
         readiness: readiness.clone(),
         status: status.clone(),
         auth: Arc::clone(&auth),
+        spend: spend.clone(),
     };
 
     let mut server = Server::start(&config, state.clone(), &tracker, &shutdown).await?;
-    let mut collectors =
-        Collectors::start(&config, &history, &readiness, &status, &tracker, &shutdown);
+    let mut collectors = Collectors::start(
+        &config, &history, &readiness, &status, &spend, &tracker, &shutdown,
+    );
     spawn_maintenance(&history, &tracker, &shutdown);
     spawn_upkeep(telemetry, &tracker, &shutdown);
     spawn_watchdog(&history, &tracker, &shutdown);
@@ -96,7 +100,7 @@ pub async fn run(
                 notify(&[NotifyState::Reloading]);
                 match config::load(config_path.as_deref(), &overrides) {
                     Ok(next) => {
-                        match apply(&current, &next, &history, &auth, &readiness, &status, &mut server, &mut collectors, &state, &tracker, &shutdown).await {
+                        match apply(&current, &next, &history, &auth, &readiness, &status, &spend, &mut server, &mut collectors, &state, &tracker, &shutdown).await {
                             Ok(()) => {
                                 info!(config = %next.origin, "Configuration reloaded.");
                                 record_reload(true);
@@ -128,6 +132,8 @@ pub async fn run(
     {
         warn!("Some tasks did not stop within the grace period; exiting anyway.");
     }
+    // Whatever arrived since the last save.
+    spend.save();
     Ok(())
 }
 
@@ -140,6 +146,7 @@ async fn apply(
     auth: &Arc<RwLock<WebAuth>>,
     readiness: &Readiness,
     status: &StatusBoard,
+    spend: &SpendTracker,
     server: &mut Server,
     collectors: &mut Collectors,
     state: &AppState,
@@ -165,12 +172,15 @@ async fn apply(
         history.set_limits(history_limits(next));
     }
     set_history_gauges(next);
+    spend.reconfigure(next.ai.clone());
     if current.host != next.host
         || current.host_filters != next.host_filters
         || current.targets != next.targets
+        || current.ai.interval != next.ai.interval
     {
         collectors.stop();
-        let replacement = Collectors::start(next, history, readiness, status, tracker, shutdown);
+        let replacement =
+            Collectors::start(next, history, readiness, status, spend, tracker, shutdown);
         // Sources that are gone end now: their series go stale and their details disappear.
         let now = now_ms();
         for source in collectors
@@ -236,6 +246,7 @@ impl Collectors {
         history: &Arc<RwLock<History>>,
         readiness: &Readiness,
         status: &StatusBoard,
+        spend: &SpendTracker,
         tracker: &TaskTracker,
         shutdown: &CancellationToken,
     ) -> Collectors {
@@ -244,6 +255,18 @@ impl Collectors {
             sources: Vec::new(),
         };
         set_history_gauges(config);
+        let ai_schedule = CollectorSchedule {
+            enabled: true,
+            interval: config.ai.interval,
+            timeout: config.ai.interval,
+        };
+        collectors.spawn(
+            SpendCollector::new(spend.clone()),
+            ai_schedule,
+            history,
+            readiness,
+            tracker,
+        );
         // The daemon's own process metrics always run, on the host schedule.
         let process_schedule = CollectorSchedule {
             enabled: true,

@@ -27,7 +27,8 @@ fn render_family(meta: &FamilyMeta, series: &[(&Labels, f64)], out: &mut String)
     out.push_str(meta.kind.as_str());
     out.push('\n');
     for (labels, value) in series {
-        out.push_str(&meta.name);
+        // A histogram's samples carry their own names (`_bucket`, `_sum`, `_count`).
+        out.push_str(labels.metric_name());
         let mut first = true;
         for (key, label_value) in labels.iter().filter(|(k, _)| *k != METRIC_NAME_LABEL) {
             out.push(if first { '{' } else { ',' });

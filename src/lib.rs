@@ -13,4 +13,5 @@ pub mod history;
 pub mod http;
 pub mod logging;
 pub mod model;
+pub mod spend;
 pub mod telemetry;

@@ -79,6 +79,8 @@ impl fmt::Debug for Labels {
 pub enum MetricKind {
     Counter,
     Gauge,
+    /// Samples named `<family>_bucket` (with `le`), `<family>_sum` and `<family>_count`.
+    Histogram,
     Untyped,
 }
 
@@ -88,6 +90,7 @@ impl MetricKind {
         match self {
             MetricKind::Counter => "counter",
             MetricKind::Gauge => "gauge",
+            MetricKind::Histogram => "histogram",
             MetricKind::Untyped => "untyped",
         }
     }

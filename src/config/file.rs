@@ -36,6 +36,8 @@ pub struct FileConfig {
     pub pgbouncer: Vec<super::targets::PgbouncerSection>,
     /// Redis servers to watch.
     pub redis: Vec<super::targets::RedisSection>,
+    /// AI usage ingest, prices and budgets.
+    pub ai: super::ai::AiSection,
 }
 
 /// `[log]`
@@ -374,6 +376,8 @@ pub fn validate(
         overrides,
     );
 
+    let ai = super::ai::validate(source, &mut errors, &file.ai);
+
     // [log]
     let level = overrides
         .log_level
@@ -443,6 +447,7 @@ pub fn validate(
             },
             host_filters,
             targets,
+            ai,
         }),
         _ => Err(ConfigErrors(errors)),
     }

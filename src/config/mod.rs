@@ -2,6 +2,7 @@
 //! keys, and [`Config`] is the validated form the daemon runs on (durations checked, secrets
 //! resolved, TLS material loaded). Command-line flags override the file, as exporters do.
 
+mod ai;
 mod error;
 mod file;
 mod secret;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use ai::{AiConfig, LabelBudget};
 pub use error::{ConfigError, ConfigErrors, Source};
 pub use file::{FileConfig, HumanDuration, LogFormat};
 pub use secret::{Secret, SecretRef};
@@ -55,6 +57,7 @@ pub struct Config {
     pub host: CollectorSchedule,
     pub host_filters: HostFilters,
     pub targets: Targets,
+    pub ai: AiConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

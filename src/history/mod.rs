@@ -220,11 +220,11 @@ impl History {
         for id in removed {
             if let Some(series) = self.slots[id as usize].take() {
                 self.index.remove(&series.labels);
-                let name = series.labels.metric_name();
-                if let Some(family) = self.families.get_mut(name) {
+                let name = self.family_name_of(series.labels.metric_name());
+                if let Some(family) = self.families.get_mut(&name) {
                     family.members.remove(&series.labels);
                     if family.members.is_empty() {
-                        self.families.remove(name);
+                        self.families.remove(&name);
                     }
                 }
                 self.free_slots.push(id);
@@ -273,13 +273,13 @@ impl History {
         start: i64,
         end: i64,
     ) -> Vec<SeriesRange> {
-        let Some(family) = self.families.get(name) else {
+        let Some(family) = self.families.get(&self.family_name_of(name)) else {
             return Vec::new();
         };
         family
             .members
             .iter()
-            .filter(|(labels, _)| matches(labels))
+            .filter(|(labels, _)| labels.metric_name() == name && matches(labels))
             .filter_map(|(_, &id)| self.slots[id as usize].as_ref())
             .map(|series| SeriesRange {
                 labels: Arc::clone(&series.labels),
@@ -318,6 +318,22 @@ impl History {
             + self.index.len() * (std::mem::size_of::<(Arc<Labels>, u32)>() + 16);
         stats.total_bytes = stats.sample_bytes + label_bytes + slot_bytes + index_bytes;
         stats
+    }
+
+    /// The family a sample name belongs to: `x_bucket`, `x_sum` and `x_count` belong to a
+    /// declared histogram `x`, every other name to itself.
+    fn family_name_of(&self, name: &str) -> String {
+        for suffix in ["_bucket", "_sum", "_count"] {
+            if let Some(base) = name.strip_suffix(suffix)
+                && self
+                    .families
+                    .get(base)
+                    .is_some_and(|f| f.meta.kind == MetricKind::Histogram)
+            {
+                return base.to_string();
+            }
+        }
+        name.to_string()
     }
 
     fn declare_family(&mut self, meta: FamilyMeta) {
@@ -359,7 +375,7 @@ impl History {
             }
         };
         self.index.insert(Arc::clone(&labels), id);
-        let name = labels.metric_name().to_string();
+        let name = self.family_name_of(labels.metric_name());
         let family = self.families.entry(name.clone()).or_insert_with(|| Family {
             // A sample without a declared family is exposed as untyped rather than lost.
             meta: FamilyMeta {

@@ -31,6 +31,7 @@ use crate::collector::{Readiness, StatusBoard};
 use crate::config::WebAuth;
 use crate::exposition;
 use crate::history::History;
+use crate::spend::SpendTracker;
 
 /// How long a client may take to send its request headers or finish a TLS handshake.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,6 +49,8 @@ pub struct AppState {
     pub status: StatusBoard,
     /// Swapped in place by a reload.
     pub auth: Arc<RwLock<WebAuth>>,
+    /// AI usage ingest and spend.
+    pub spend: SpendTracker,
 }
 
 /// The routes, with auth on everything but the health probes.
@@ -55,10 +58,17 @@ pub fn router(state: AppState) -> Router {
     let protected = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/api/v1/status", get(status_handler))
+        .route("/api/v1/ai/spend", get(spend_handler))
         .route("/", get(index))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
+    // Ingest has its own token (ai.ingest_token) and body limit, checked in the handlers.
+    let ingest = Router::new()
+        .route("/v1/metrics", axum::routing::post(otlp_handler))
+        .route("/api/v1/ai/usage", axum::routing::post(usage_handler))
+        .layer(axum::extract::DefaultBodyLimit::disable());
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .merge(ingest)
         .route("/readyz", get(readyz))
         .merge(protected)
         .with_state(state)
@@ -206,6 +216,157 @@ async fn status_handler(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),
+    )
+        .into_response()
+}
+
+async fn spend_handler(State(state): State<AppState>) -> Response {
+    let now = crate::collector::now_ms();
+    match state.spend.report(now) {
+        Some(report) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_string(&report).unwrap_or_default(),
+        )
+            .into_response(),
+        None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Checks ingest credentials and reads the body within the configured limit.
+async fn ingest_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Vec<u8>, Response> {
+    let config = state
+        .spend
+        .config()
+        .ok_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response())?;
+    let authorized = match &config.ingest_token {
+        Some(token) => headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|given| {
+                constant_time_eq(token.expose().as_bytes(), given.trim().as_bytes())
+            }),
+        None => {
+            let auth = state.auth.read().map(|a| a.clone()).unwrap_or_default();
+            !auth.is_enabled() || is_authorized(&auth, headers)
+        }
+    };
+    if !authorized {
+        metrics::counter!("prismwatch_ai_ingest_rejected_total", "reason" => "unauthorized")
+            .increment(1);
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "unauthorized\n",
+        )
+            .into_response());
+    }
+    let limit = config.max_body_bytes;
+    let too_large = || {
+        metrics::counter!("prismwatch_ai_ingest_rejected_total", "reason" => "too_large")
+            .increment(1);
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body larger than {limit} bytes (ai.max_body_bytes)\n"),
+        )
+            .into_response()
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large())?;
+    let gzipped = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    if !gzipped {
+        return Ok(bytes.to_vec());
+    }
+    // Decompress with the same limit, so a small gzip bomb cannot blow up memory.
+    let mut decoded = Vec::new();
+    let mut reader = std::io::Read::take(
+        flate2::read::GzDecoder::new(bytes.as_ref()),
+        limit as u64 + 1,
+    );
+    std::io::Read::read_to_end(&mut reader, &mut decoded)
+        .map_err(|e| bad_request(&format!("body: invalid gzip ({e})")))?;
+    if decoded.len() > limit {
+        return Err(too_large());
+    }
+    Ok(decoded)
+}
+
+fn bad_request(message: &str) -> Response {
+    metrics::counter!("prismwatch_ai_ingest_rejected_total", "reason" => "malformed").increment(1);
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "error": message }).to_string(),
+    )
+        .into_response()
+}
+
+async fn otlp_handler(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let bytes = match ingest_body(&state, &headers, body).await {
+        Ok(bytes) => bytes,
+        Err(response) => return response,
+    };
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let request = match crate::spend::otlp::decode(&bytes, json) {
+        Ok(request) => request,
+        Err(message) => return bad_request(&message),
+    };
+    let summary = state
+        .spend
+        .ingest_otlp(&request, crate::collector::now_ms());
+    metrics::counter!("prismwatch_ai_ingest_events_total", "path" => "otlp")
+        .increment(summary.accepted as u64);
+    if json {
+        ([(header::CONTENT_TYPE, "application/json")], "{}").into_response()
+    } else {
+        // An empty ExportMetricsServiceResponse encodes to zero bytes.
+        (
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            Vec::<u8>::new(),
+        )
+            .into_response()
+    }
+}
+
+async fn usage_handler(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let bytes = match ingest_body(&state, &headers, body).await {
+        Ok(bytes) => bytes,
+        Err(response) => return response,
+    };
+    let allowed = state
+        .spend
+        .config()
+        .map(|c| c.allowed_labels)
+        .unwrap_or_default();
+    let events =
+        match crate::spend::event::parse_batch(&bytes, &allowed, crate::collector::now_ms()) {
+            Ok(events) => events,
+            Err(message) => return bad_request(&message),
+        };
+    let summary = state.spend.ingest(events);
+    metrics::counter!("prismwatch_ai_ingest_events_total", "path" => "json")
+        .increment(summary.accepted as u64);
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_string(&summary).unwrap_or_default(),
     )
         .into_response()
 }

@@ -39,6 +39,8 @@ pub struct Daemon {
     child: Child,
     pub address: String,
     pub dir: tempfile::TempDir,
+    command: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -93,7 +95,48 @@ impl Daemon {
             child,
             address,
             dir,
+            command: std::iter::once(command.get_program())
+                .chain(command.get_args())
+                .map(|a| a.to_string_lossy().to_string())
+                .collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
+    }
+
+    /// Stops the daemon with SIGTERM and starts it again with the same arguments, state
+    /// directory and config file, then waits until it is ready.
+    pub fn restart(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.signal(rustix::process::Signal::TERM);
+            assert!(
+                self.wait_exit(Duration::from_secs(5)).is_some(),
+                "no exit within 5 s"
+            );
+        }
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("prismwatch.log"))
+            .expect("log file");
+        self.child = Command::new(&self.command[0])
+            .args(&self.command[1..])
+            .env_remove("RUST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("restart prismwatch");
+        self.wait_ready();
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        request(&self.address, "POST", path, headers, body).expect("request to prismwatch")
     }
 
     /// Starts and waits until `/readyz` answers 200.
@@ -205,14 +248,31 @@ impl Response {
 
 /// A minimal HTTP/1.1 GET over a fresh connection (`Connection: close`).
 pub fn get(address: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Response> {
+    request(address, "GET", path, headers, b"")
+}
+
+/// A minimal HTTP/1.1 request with a body, over a fresh connection.
+pub fn request(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect(address)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
+    if method != "GET" {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     request.push_str("\r\n");
     stream.write_all(request.as_bytes())?;
+    // The server may answer (413) before reading a large body; a failed write is not an error.
+    let _ = stream.write_all(body);
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     let split = raw
@@ -449,4 +509,17 @@ pub fn make_ca_and_server_cert(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         "cert.pem",
     ]);
     (path("ca.pem"), path("cert.pem"), path("key.pem"))
+}
+
+/// The Python with the OpenTelemetry SDK and SciPy that tests/run.sh installs in target/pyenv.
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("PRISMWATCH_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyenv/bin/python"));
+    assert!(
+        path.exists(),
+        "{} is missing: run tests/run.sh, which creates it with the OpenTelemetry SDK and SciPy",
+        path.display()
+    );
+    path
 }

@@ -1,0 +1,577 @@
+//! AI token spend: usage in (OTLP GenAI metrics, a JSON endpoint), priced, held against monthly
+//! budgets in a configured time zone, forecast to the month's end, saved in the state directory.
+//!
+//! `SpendTracker` owns the ledger behind a mutex; the HTTP handlers feed it, and
+//! `SpendCollector` turns it into a batch for the history on its interval (so spend series have
+//! history, staleness and rules like every other series) and saves it.
+
+pub mod event;
+pub mod forecast;
+pub mod ledger;
+pub mod otlp;
+pub mod pricing;
+pub mod render;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tracing::warn;
+
+use crate::collector::{CollectError, Collector};
+use crate::config::AiConfig;
+use crate::model::{Batch, MetricKind};
+use ledger::{LATENCY_BUCKETS, Ledger, LocalDate, UsageEvent};
+use pricing::PriceTable;
+
+/// File name of the saved ledger in the state directory.
+pub const STATE_FILE: &str = "spend.json";
+
+/// Shared handle to the spend state.
+#[derive(Clone)]
+pub struct SpendTracker {
+    inner: Arc<Mutex<Inner>>,
+}
+
+struct Inner {
+    config: AiConfig,
+    ledger: Ledger,
+    otlp: otlp::CumulativeState,
+    state_path: PathBuf,
+    dirty: bool,
+    warned_unpriced: BTreeSet<(String, String)>,
+}
+
+/// What an ingest request did.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
+pub struct IngestSummary {
+    pub accepted: usize,
+    pub unpriced: usize,
+}
+
+/// Month-to-date figures and the forecast, for `prismwatch spend` and `/api/v1/ai/spend`.
+#[derive(Clone, Debug, Serialize)]
+pub struct SpendReport {
+    pub month: String,
+    pub time_zone: String,
+    pub price_snapshot: String,
+    pub cost_dollars: f64,
+    pub tokens: f64,
+    pub unpriced_tokens: f64,
+    pub budget_dollars: Option<f64>,
+    pub budget_tokens: Option<f64>,
+    pub daily_rate_dollars: f64,
+    pub forecast_dollars: f64,
+    pub forecast_interval: Option<(f64, f64)>,
+    pub exhaustion_timestamp: Option<f64>,
+    pub by_model: Vec<ReportLine>,
+    pub days: Vec<(u8, f64)>,
+    pub inputs: ForecastInputs,
+}
+
+/// What the forecast was computed from.
+#[derive(Clone, Debug, Serialize)]
+pub struct ForecastInputs {
+    pub completed_days: Vec<f64>,
+    pub spent: f64,
+    pub today_elapsed: f64,
+    pub remaining_days: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ReportLine {
+    pub provider: String,
+    pub model: String,
+    pub labels: Vec<(String, String)>,
+    pub input_tokens: f64,
+    pub output_tokens: f64,
+    pub cached_tokens: f64,
+    pub cost_dollars: f64,
+    pub unpriced_tokens: f64,
+}
+
+impl SpendTracker {
+    /// Loads the saved ledger from `state_dir`. A file that cannot be read is moved aside (kept,
+    /// not deleted) and a fresh ledger starts, with an error in the log.
+    pub fn open(config: AiConfig, state_dir: &Path) -> SpendTracker {
+        let state_path = state_dir.join(STATE_FILE);
+        let ledger = match std::fs::read(&state_path) {
+            Ok(bytes) => match serde_json::from_slice::<Ledger>(&bytes) {
+                Ok(ledger) => ledger,
+                Err(error) => {
+                    let aside = state_path.with_extension("json.unreadable");
+                    let _ = std::fs::rename(&state_path, &aside);
+                    tracing::error!(%error, path = %state_path.display(), kept_as = %aside.display(), "The saved spend state is unreadable; starting a new ledger. The old file is kept.");
+                    Ledger::default()
+                }
+            },
+            Err(_) => Ledger::default(),
+        };
+        SpendTracker {
+            inner: Arc::new(Mutex::new(Inner {
+                config,
+                ledger,
+                otlp: otlp::CumulativeState::default(),
+                state_path,
+                dirty: false,
+                warned_unpriced: BTreeSet::new(),
+            })),
+        }
+    }
+
+    /// Applies a reloaded `[ai]` section; the ledger carries on.
+    pub fn reconfigure(&self, config: AiConfig) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.config = config;
+        }
+    }
+
+    pub fn config(&self) -> Option<AiConfig> {
+        self.inner.lock().ok().map(|inner| inner.config.clone())
+    }
+
+    /// Records events stamped with their time (ms since the epoch) and saves the ledger.
+    pub fn ingest(&self, events: Vec<(UsageEvent, i64)>) -> IngestSummary {
+        let Ok(mut inner) = self.inner.lock() else {
+            return IngestSummary::default();
+        };
+        let summary = inner.record(events);
+        inner.save();
+        summary
+    }
+
+    /// Records the GenAI metrics of an OTLP request and saves the ledger.
+    pub fn ingest_otlp(
+        &self,
+        request: &opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest,
+        now_ms: i64,
+    ) -> IngestSummary {
+        let Ok(mut inner) = self.inner.lock() else {
+            return IngestSummary::default();
+        };
+        let allowed = inner.config.allowed_labels.clone();
+        let extracted = otlp::extract(request, &mut inner.otlp, &allowed);
+        let summary = inner.record(extracted.events.into_iter().map(|e| (e, now_ms)).collect());
+        inner.save();
+        summary
+    }
+
+    /// Saves the ledger if it changed.
+    pub fn save(&self) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.save();
+        }
+    }
+
+    pub fn report(&self, now_ms: i64) -> Option<SpendReport> {
+        let mut inner = self.inner.lock().ok()?;
+        let today = inner.local_date(now_ms);
+        inner.ledger.roll_to(today);
+        Some(inner.report(now_ms))
+    }
+
+    /// The spend series for the history.
+    pub fn batch(&self, now_ms: i64) -> Batch {
+        let Ok(mut inner) = self.inner.lock() else {
+            return Batch::new();
+        };
+        let today = inner.local_date(now_ms);
+        inner.ledger.roll_to(today);
+        inner.batch(now_ms)
+    }
+}
+
+impl Inner {
+    fn local_date(&self, ms: i64) -> LocalDate {
+        let zoned = jiff::Timestamp::from_millisecond(ms)
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+            .to_zoned(self.config.time_zone.clone());
+        LocalDate {
+            year: zoned.year(),
+            month: zoned.month(),
+            day: zoned.day(),
+        }
+    }
+
+    fn record(&mut self, events: Vec<(UsageEvent, i64)>) -> IngestSummary {
+        let mut summary = IngestSummary::default();
+        for (event, ms) in events {
+            let date = self.local_date(ms);
+            let day = format!("{:04}-{:02}-{:02}", date.year, date.month, date.day);
+            let cost = self
+                .config
+                .prices
+                .lookup(&event.provider, &event.model, &day)
+                .map(|price| PriceTable::cost(price, event.tokens));
+            if cost.is_none() && event.tokens.input + event.tokens.output > 0.0 {
+                summary.unpriced += 1;
+                let pair = (event.provider.clone(), event.model.clone());
+                if self.warned_unpriced.insert(pair) {
+                    warn!(provider = %event.provider, model = %event.model, "No price for this model; its tokens are counted in prismwatch_ai_unpriced_tokens_total, not priced at zero. Add it under [[ai.prices]].");
+                }
+            }
+            let caps = self.config.caps;
+            self.ledger.record(event, date, cost, caps);
+            summary.accepted += 1;
+        }
+        self.dirty |= summary.accepted > 0;
+        summary
+    }
+
+    /// Writes the ledger next to its file and renames it over, so a crash never leaves half a file.
+    fn save(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        let temporary = self.state_path.with_extension("json.tmp");
+        let result = serde_json::to_vec(&self.ledger)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&temporary, bytes))
+            .and_then(|()| std::fs::rename(&temporary, &self.state_path));
+        match result {
+            Ok(()) => self.dirty = false,
+            Err(error) => {
+                warn!(%error, path = %self.state_path.display(), "Cannot save the spend state; it stays in memory and is retried.")
+            }
+        }
+    }
+
+    fn forecast(&self, now_ms: i64) -> forecast::Forecast {
+        let inputs = self.forecast_inputs(now_ms);
+        forecast::forecast(
+            &inputs.completed_days,
+            inputs.spent,
+            inputs.today_elapsed,
+            inputs.remaining_days,
+            self.config.monthly_budget_dollars,
+            0.95,
+        )
+    }
+
+    /// The forecast's inputs, so a reader (or a test) can recompute it.
+    fn forecast_inputs(&self, now_ms: i64) -> ForecastInputs {
+        let zoned = jiff::Timestamp::from_millisecond(now_ms)
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+            .to_zoned(self.config.time_zone.clone());
+        let day = zoned.day();
+        let day_fraction = (f64::from(zoned.hour()) * 3600.0
+            + f64::from(zoned.minute()) * 60.0
+            + f64::from(zoned.second()))
+            / 86_400.0;
+        let first = self.ledger.days.keys().next().map_or(day, |d| *d as i8);
+        ForecastInputs {
+            completed_days: (first..day)
+                .map(|d| {
+                    self.ledger
+                        .days
+                        .get(&(d as u8))
+                        .map_or(0.0, |x| x.cost_dollars)
+                })
+                .collect(),
+            spent: self.ledger.month_total().cost_dollars,
+            today_elapsed: day_fraction,
+            remaining_days: f64::from(zoned.days_in_month()) - f64::from(day - 1) - day_fraction,
+        }
+    }
+
+    fn report(&self, now_ms: i64) -> SpendReport {
+        let forecast = self.forecast(now_ms);
+        let total = self.ledger.month_total();
+        SpendReport {
+            month: self.ledger.month.clone(),
+            time_zone: self.config.time_zone_name.clone(),
+            price_snapshot: self.config.prices.snapshot_date.clone(),
+            cost_dollars: total.cost_dollars,
+            tokens: total.tokens(),
+            unpriced_tokens: total.unpriced_tokens,
+            budget_dollars: self.config.monthly_budget_dollars,
+            budget_tokens: self.config.monthly_budget_tokens,
+            daily_rate_dollars: forecast.daily_rate,
+            forecast_dollars: forecast.month_end,
+            forecast_interval: forecast.interval,
+            exhaustion_timestamp: forecast
+                .days_to_exhaustion
+                .map(|days| now_ms as f64 / 1000.0 + days * 86_400.0),
+            by_model: self
+                .ledger
+                .month_to_date
+                .iter()
+                .map(|(key, t)| ReportLine {
+                    provider: key.provider.clone(),
+                    model: key.model.clone(),
+                    labels: key.labels.clone(),
+                    input_tokens: t.input_tokens,
+                    output_tokens: t.output_tokens,
+                    cached_tokens: t.cached_tokens,
+                    cost_dollars: t.cost_dollars,
+                    unpriced_tokens: t.unpriced_tokens,
+                })
+                .collect(),
+            days: self
+                .ledger
+                .days
+                .iter()
+                .map(|(d, day)| (*d, day.cost_dollars))
+                .collect(),
+            inputs: self.forecast_inputs(now_ms),
+        }
+    }
+
+    fn batch(&self, now_ms: i64) -> Batch {
+        let mut batch = Batch::new();
+        let families: [(&str, MetricKind, &str); 5] = [
+            (
+                "prismwatch_ai_tokens_total",
+                MetricKind::Counter,
+                "Tokens used, by provider, model and type (input, output, cached; input includes cached).",
+            ),
+            (
+                "prismwatch_ai_cost_dollars_total",
+                MetricKind::Counter,
+                "Dollars spent, by provider and model, at the configured prices.",
+            ),
+            (
+                "prismwatch_ai_requests_total",
+                MetricKind::Counter,
+                "Model requests, by provider and model.",
+            ),
+            (
+                "prismwatch_ai_unpriced_tokens_total",
+                MetricKind::Counter,
+                "Tokens of models without a price (not counted in the cost).",
+            ),
+            (
+                "prismwatch_ai_month_to_date_cost_dollars",
+                MetricKind::Gauge,
+                "Dollars spent this month, by provider and model.",
+            ),
+        ];
+        for (name, kind, help) in families {
+            batch.family(name, kind, help);
+        }
+        for (key, totals) in &self.ledger.lifetime {
+            let mut labels: Vec<(&str, &str)> =
+                vec![("provider", &key.provider), ("model", &key.model)];
+            labels.extend(key.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            for (kind, value) in [
+                ("input", totals.input_tokens),
+                ("output", totals.output_tokens),
+                ("cached", totals.cached_tokens),
+            ] {
+                let mut with_type = labels.clone();
+                with_type.push(("type", kind));
+                batch.push("prismwatch_ai_tokens_total", &with_type, value);
+            }
+            batch.push(
+                "prismwatch_ai_cost_dollars_total",
+                &labels,
+                totals.cost_dollars,
+            );
+            batch.push("prismwatch_ai_requests_total", &labels, totals.requests);
+            batch.push(
+                "prismwatch_ai_unpriced_tokens_total",
+                &labels,
+                totals.unpriced_tokens,
+            );
+        }
+        for (key, totals) in &self.ledger.month_to_date {
+            let mut labels: Vec<(&str, &str)> =
+                vec![("provider", &key.provider), ("model", &key.model)];
+            labels.extend(key.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            batch.push(
+                "prismwatch_ai_month_to_date_cost_dollars",
+                &labels,
+                totals.cost_dollars,
+            );
+        }
+        batch.family(
+            "prismwatch_ai_request_duration_seconds",
+            MetricKind::Histogram,
+            "Model request latency.",
+        );
+        for ((provider, model), (buckets, sum, count)) in &self.ledger.latency {
+            let base = [("provider", provider.as_str()), ("model", model.as_str())];
+            for (bound, value) in LATENCY_BUCKETS.iter().zip(buckets) {
+                let le = bound.to_string();
+                batch.push(
+                    "prismwatch_ai_request_duration_seconds_bucket",
+                    &[base[0], base[1], ("le", &le)],
+                    *value,
+                );
+            }
+            batch.push(
+                "prismwatch_ai_request_duration_seconds_bucket",
+                &[base[0], base[1], ("le", "+Inf")],
+                *count,
+            );
+            batch.push("prismwatch_ai_request_duration_seconds_sum", &base, *sum);
+            batch.push(
+                "prismwatch_ai_request_duration_seconds_count",
+                &base,
+                *count,
+            );
+        }
+        let ledger = &self.ledger;
+        batch.single(
+            "prismwatch_ai_response_cache_lookups_total",
+            MetricKind::Counter,
+            "Lookups in the application's response cache reported with usage events.",
+            ledger.cache_lookups,
+        );
+        batch.single(
+            "prismwatch_ai_response_cache_hits_total",
+            MetricKind::Counter,
+            "Response cache hits reported with usage events.",
+            ledger.cache_hits,
+        );
+        if ledger.cache_lookups > 0.0 {
+            batch.single(
+                "prismwatch_ai_response_cache_hit_ratio",
+                MetricKind::Gauge,
+                "Response cache hits over lookups since the state was created.",
+                ledger.cache_hits / ledger.cache_lookups,
+            );
+        }
+        batch.family(
+            "prismwatch_ai_label_values_folded_total",
+            MetricKind::Counter,
+            "Label values (or models) folded into \"other\" by the cardinality caps.",
+        );
+        for (label, count) in &ledger.folded {
+            batch.push(
+                "prismwatch_ai_label_values_folded_total",
+                &[("label", label)],
+                *count,
+            );
+        }
+
+        // Budgets and forecast.
+        let total = ledger.month_total();
+        batch.single(
+            "prismwatch_ai_month_to_date_dollars",
+            MetricKind::Gauge,
+            "Dollars spent this month in the configured time zone.",
+            total.cost_dollars,
+        );
+        batch.single(
+            "prismwatch_ai_month_to_date_tokens",
+            MetricKind::Gauge,
+            "Tokens (input + output) used this month.",
+            total.tokens(),
+        );
+        batch.family(
+            "prismwatch_ai_budget_dollars",
+            MetricKind::Gauge,
+            "Monthly budget in dollars, by budget (total or label=value).",
+        );
+        batch.family(
+            "prismwatch_ai_budget_used_ratio",
+            MetricKind::Gauge,
+            "Month-to-date spend over the monthly budget, by budget.",
+        );
+        if let Some(budget) = self.config.monthly_budget_dollars.filter(|b| *b > 0.0) {
+            batch.push(
+                "prismwatch_ai_budget_dollars",
+                &[("budget", "total")],
+                budget,
+            );
+            batch.push(
+                "prismwatch_ai_budget_used_ratio",
+                &[("budget", "total")],
+                total.cost_dollars / budget,
+            );
+        }
+        if let Some(budget) = self.config.monthly_budget_tokens.filter(|b| *b > 0.0) {
+            batch.single(
+                "prismwatch_ai_budget_tokens",
+                MetricKind::Gauge,
+                "Monthly budget in tokens.",
+                budget,
+            );
+            batch.push(
+                "prismwatch_ai_budget_used_ratio",
+                &[("budget", "tokens")],
+                total.tokens() / budget,
+            );
+        }
+        for budget in &self.config.budgets {
+            let name = format!("{}={}", budget.label, budget.value);
+            batch.push(
+                "prismwatch_ai_budget_dollars",
+                &[("budget", &name)],
+                budget.dollars,
+            );
+            if budget.dollars > 0.0 {
+                batch.push(
+                    "prismwatch_ai_budget_used_ratio",
+                    &[("budget", &name)],
+                    ledger.month_cost_where(&budget.label, &budget.value) / budget.dollars,
+                );
+            }
+        }
+        let forecast = self.forecast(now_ms);
+        batch.single(
+            "prismwatch_ai_burn_rate_dollars_per_day",
+            MetricKind::Gauge,
+            "Mean daily spend over this month's completed days.",
+            forecast.daily_rate,
+        );
+        batch.family(
+            "prismwatch_ai_forecast_month_end_dollars",
+            MetricKind::Gauge,
+            "Forecast spend at the end of the month: estimate and 95% prediction interval.",
+        );
+        batch.push(
+            "prismwatch_ai_forecast_month_end_dollars",
+            &[("bound", "estimate")],
+            forecast.month_end,
+        );
+        if let Some((low, high)) = forecast.interval {
+            batch.push(
+                "prismwatch_ai_forecast_month_end_dollars",
+                &[("bound", "lower")],
+                low,
+            );
+            batch.push(
+                "prismwatch_ai_forecast_month_end_dollars",
+                &[("bound", "upper")],
+                high,
+            );
+        }
+        if let Some(days) = forecast.days_to_exhaustion {
+            batch.single(
+                "prismwatch_ai_budget_exhaustion_timestamp_seconds",
+                MetricKind::Gauge,
+                "When the monthly budget runs out at the current burn rate, in unixtime.",
+                now_ms as f64 / 1000.0 + days * 86_400.0,
+            );
+        }
+        batch
+    }
+}
+
+/// Publishes spend into the history on the `[ai]` interval and saves the ledger.
+pub struct SpendCollector {
+    tracker: SpendTracker,
+}
+
+impl SpendCollector {
+    pub fn new(tracker: SpendTracker) -> SpendCollector {
+        SpendCollector { tracker }
+    }
+}
+
+impl Collector for SpendCollector {
+    fn name(&self) -> &str {
+        "ai"
+    }
+
+    async fn collect(&mut self) -> Result<Batch, CollectError> {
+        self.tracker.save();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        Ok(self.tracker.batch(now))
+    }
+}

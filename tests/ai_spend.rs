@@ -1,0 +1,454 @@
+//! AI token spend end to end: the JSON endpoint and a real OpenTelemetry SDK client feed the same
+//! counters; prices, budgets, the forecast (checked against SciPy), durability across restarts,
+//! the month boundary, and hostile input.
+
+mod common;
+
+use std::process::Command;
+
+use common::{Daemon, wait_for};
+
+const TOKEN: &str = "ingest-t0ken";
+
+fn config(extra: &str) -> String {
+    format!(
+        "[host]\ninterval = \"5s\"\n\n[ai]\ningest_token = \"{TOKEN}\"\nmonthly_budget_dollars = 10.0\nallowed_labels = [\"feature\"]\ninterval = \"200ms\"\n{extra}"
+    )
+}
+
+fn bearer() -> String {
+    format!("Bearer {TOKEN}")
+}
+
+fn post_usage(daemon: &Daemon, body: &str) -> common::Response {
+    daemon.post(
+        "/api/v1/ai/usage",
+        &[
+            ("Authorization", &bearer()),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    )
+}
+
+const FLASH: &str = r#"{"provider":"google","model":"gemini-2.5-flash","input_tokens":1000000,"output_tokens":100000,"cached_tokens":200000,"latency_ms":800,"cache_hit":true,"feature":"chat"}"#;
+
+/// gemini-2.5-flash at the shipped snapshot: 0.8M fresh input at $0.30, 0.2M cached at $0.075,
+/// 0.1M output at $2.50 per million.
+const FLASH_COST: f64 = 0.8 * 0.30 + 0.2 * 0.075 + 0.1 * 2.50;
+
+fn close(a: Option<f64>, b: f64) -> bool {
+    a.is_some_and(|a| (a - b).abs() <= 1e-9 * b.abs().max(1.0))
+}
+
+#[test]
+fn json_usage_is_priced_counted_and_held_against_the_budget() {
+    let daemon = Daemon::start_ready(Some(&config("")), &[]);
+    let response = post_usage(
+        &daemon,
+        &format!(
+            r#"{{"events":[{FLASH},{{"provider":"acme","model":"x1","input_tokens":5,"output_tokens":5}}]}}"#
+        ),
+    );
+    assert_eq!(
+        (response.status, response.body.as_str()),
+        (200, r#"{"accepted":2,"unpriced":1}"#)
+    );
+    let labels = r#"feature="chat",model="gemini-2.5-flash",provider="google""#;
+    let e = wait_for(&daemon, "the spend series", 10, |e| {
+        e.value(&format!("prismwatch_ai_cost_dollars_total{{{labels}}}"))
+            .is_some()
+    });
+    assert!(close(
+        e.value(&format!("prismwatch_ai_cost_dollars_total{{{labels}}}")),
+        FLASH_COST
+    ));
+    assert_eq!(
+        e.value(&format!(
+            "prismwatch_ai_tokens_total{{{labels},type=\"input\"}}"
+        )),
+        Some(1_000_000.0)
+    );
+    assert_eq!(
+        e.value(&format!(
+            "prismwatch_ai_tokens_total{{{labels},type=\"cached\"}}"
+        )),
+        Some(200_000.0)
+    );
+    assert_eq!(
+        e.value(&format!(
+            "prismwatch_ai_tokens_total{{{labels},type=\"output\"}}"
+        )),
+        Some(100_000.0)
+    );
+    assert_eq!(
+        e.value(&format!("prismwatch_ai_requests_total{{{labels}}}")),
+        Some(1.0)
+    );
+    // Unknown models are counted and flagged, not priced at zero silently.
+    assert_eq!(
+        e.value(r#"prismwatch_ai_unpriced_tokens_total{model="x1",provider="acme"}"#),
+        Some(10.0)
+    );
+    assert!(
+        daemon.logs().contains("No price for this model"),
+        "{}",
+        daemon.logs()
+    );
+    assert!(close(
+        e.value(r#"prismwatch_ai_budget_used_ratio{budget="total"}"#),
+        FLASH_COST / 10.0
+    ));
+    assert!(close(
+        e.value("prismwatch_ai_month_to_date_dollars"),
+        FLASH_COST
+    ));
+    assert_eq!(e.value("prismwatch_ai_response_cache_hit_ratio"), Some(1.0));
+    assert_eq!(e.value(r#"prismwatch_ai_request_duration_seconds_bucket{le="1",model="gemini-2.5-flash",provider="google"}"#), Some(1.0));
+    assert_eq!(e.value(r#"prismwatch_ai_request_duration_seconds_bucket{le="0.5",model="gemini-2.5-flash",provider="google"}"#), Some(0.0));
+    assert!(
+        e.value(r#"prismwatch_ai_forecast_month_end_dollars{bound="estimate"}"#)
+            .is_some_and(|v| v >= FLASH_COST)
+    );
+    assert_eq!(
+        e.types
+            .get("prismwatch_ai_request_duration_seconds")
+            .map(String::as_str),
+        Some("histogram")
+    );
+
+    // The spend command reads the same state.
+    let output = Command::new(env!("CARGO_BIN_EXE_prismwatch"))
+        .arg("spend")
+        .arg("--config")
+        .arg(daemon.config_path())
+        .arg("--state-dir")
+        .arg(daemon.state_dir())
+        .output()
+        .expect("run prismwatch spend");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains("gemini-2.5-flash")
+            && text.contains("feature=chat")
+            && text.contains("unpriced"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("month to date: ${FLASH_COST:.2}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "budget: $10.00 ({:.1}% used)",
+            FLASH_COST / 10.0 * 100.0
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn hostile_input_is_refused_or_folded_and_nothing_else_is_lost() {
+    let daemon = Daemon::start_ready(
+        Some(&config("max_body_bytes = 4096\nmax_label_values = 3\n")),
+        &[],
+    );
+    let event = |feature: &str| {
+        format!(
+            r#"{{"provider":"google","model":"gemini-2.5-flash","input_tokens":100,"output_tokens":10,"feature":"{feature}"}}"#
+        )
+    };
+    // Unauthenticated and wrongly authenticated.
+    assert_eq!(
+        daemon
+            .post("/api/v1/ai/usage", &[], event("a").as_bytes())
+            .status,
+        401
+    );
+    assert_eq!(
+        daemon
+            .post(
+                "/api/v1/ai/usage",
+                &[("Authorization", "Bearer nope")],
+                event("a").as_bytes()
+            )
+            .status,
+        401
+    );
+    assert_eq!(
+        daemon
+            .post(
+                "/v1/metrics",
+                &[("Content-Type", "application/x-protobuf")],
+                b""
+            )
+            .status,
+        401
+    );
+    // Malformed: 400 naming the field, and the whole request is refused.
+    let bad = post_usage(
+        &daemon,
+        &format!(
+            r#"{{"events":[{},{{"provider":"google","model":"m","output_tokens":"many"}}]}}"#,
+            event("a")
+        ),
+    );
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.body
+            .contains("events[1].output_tokens: expected a non-negative integer"),
+        "{}",
+        bad.body
+    );
+    assert_eq!(post_usage(&daemon, "{not json").status, 400);
+    let otlp = daemon.post(
+        "/v1/metrics",
+        &[
+            ("Authorization", &bearer()),
+            ("Content-Type", "application/x-protobuf"),
+        ],
+        b"\xff\xff\xff\xff",
+    );
+    assert_eq!(otlp.status, 400, "{}", otlp.body);
+    // Oversized: 413, declared or not.
+    let big = format!(r#"{{"events":[{}]}}"#, vec![event("a"); 60].join(","));
+    assert!(big.len() > 4096);
+    assert_eq!(post_usage(&daemon, &big).status, 413);
+    // High cardinality: ten features, three kept, the rest folded into "other" and counted.
+    let many: Vec<String> = (0..10).map(|i| event(&format!("f{i}"))).collect();
+    assert_eq!(
+        post_usage(&daemon, &format!(r#"{{"events":[{}]}}"#, many.join(","))).status,
+        200
+    );
+    let e = wait_for(&daemon, "folded labels", 10, |e| {
+        e.value(r#"prismwatch_ai_label_values_folded_total{label="feature"}"#) == Some(7.0)
+    });
+    let features: Vec<String> = e.keys_of("prismwatch_ai_requests_total");
+    assert_eq!(features.len(), 4, "{features:?}");
+    assert_eq!(e.value(r#"prismwatch_ai_requests_total{feature="other",model="gemini-2.5-flash",provider="google"}"#), Some(7.0));
+    // Every accepted token is still there.
+    let input: f64 = e
+        .keys_of("prismwatch_ai_tokens_total")
+        .iter()
+        .filter(|k| k.contains("type=\"input\""))
+        .filter_map(|k| e.value(k))
+        .sum();
+    assert_eq!(input, 1_000.0);
+    assert_eq!(daemon.get("/healthz", &[]).status, 200);
+    assert!(
+        e.value(r#"prismwatch_ai_ingest_rejected_total{reason="too_large"}"#)
+            .is_some_and(|v| v >= 1.0)
+    );
+}
+
+#[test]
+fn a_restart_keeps_the_month_and_a_new_month_starts_from_zero() {
+    let mut daemon = Daemon::start_ready(Some(&config("")), &[]);
+    assert_eq!(
+        post_usage(&daemon, &format!(r#"{{"events":[{FLASH}]}}"#)).status,
+        200
+    );
+    daemon.restart();
+    let e = wait_for(&daemon, "the saved month", 10, |e| {
+        e.value("prismwatch_ai_month_to_date_dollars").is_some()
+    });
+    assert!(
+        close(e.value("prismwatch_ai_month_to_date_dollars"), FLASH_COST),
+        "{:?}",
+        e.value("prismwatch_ai_month_to_date_dollars")
+    );
+
+    // Pretend the saved month is an old one: at start the month-to-date figures reset, the
+    // lifetime counters stay.
+    daemon.signal(rustix::process::Signal::TERM);
+    assert!(
+        daemon
+            .wait_exit(std::time::Duration::from_secs(5))
+            .is_some()
+    );
+    let path = daemon.state_dir().join("spend.json");
+    let saved = std::fs::read_to_string(&path).expect("saved spend state");
+    let this_month = format!(
+        "\"month\":\"{}\"",
+        jiff::Zoned::now()
+            .with_time_zone(jiff::tz::TimeZone::UTC)
+            .strftime("%Y-%m")
+    );
+    assert!(saved.contains(&this_month), "{saved}");
+    std::fs::write(&path, saved.replace(&this_month, "\"month\":\"2000-01\""))
+        .expect("rewrite state");
+    daemon.restart();
+    let e = wait_for(&daemon, "the new month", 10, |e| {
+        e.value("prismwatch_ai_month_to_date_dollars") == Some(0.0)
+    });
+    let labels = r#"feature="chat",model="gemini-2.5-flash",provider="google""#;
+    assert!(close(
+        e.value(&format!("prismwatch_ai_cost_dollars_total{{{labels}}}")),
+        FLASH_COST
+    ));
+    assert_eq!(
+        e.value(r#"prismwatch_ai_budget_used_ratio{budget="total"}"#),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn an_opentelemetry_sdk_client_is_counted_exactly() {
+    let python = common::python();
+    let daemon = Daemon::start_ready(Some(&config("")), &[]);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/otel_genai_client.py"
+    );
+    let output = Command::new(python)
+        .arg(script)
+        .arg(format!("http://{}/v1/metrics", daemon.address))
+        .arg(TOKEN)
+        .output()
+        .expect("run the OpenTelemetry client");
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        daemon.logs()
+    );
+    let flash = r#"feature="chat",model="gemini-2.5-flash",provider="gcp.gemini""#;
+    let pro = r#"feature="search",model="gemini-2.5-pro",provider="gcp.gemini""#;
+    let e = wait_for(&daemon, "the SDK's totals", 10, |e| {
+        e.value(&format!(
+            "prismwatch_ai_tokens_total{{{flash},type=\"input\"}}"
+        )) == Some(3_000.0)
+    });
+    assert_eq!(
+        e.value(&format!(
+            "prismwatch_ai_tokens_total{{{flash},type=\"output\"}}"
+        )),
+        Some(1_000.0)
+    );
+    assert_eq!(
+        e.value(&format!(
+            "prismwatch_ai_tokens_total{{{pro},type=\"input\"}}"
+        )),
+        Some(5_000.0)
+    );
+    assert_eq!(
+        e.value(&format!(
+            "prismwatch_ai_tokens_total{{{pro},type=\"output\"}}"
+        )),
+        Some(1_000.0)
+    );
+    assert_eq!(
+        e.value(&format!("prismwatch_ai_requests_total{{{flash}}}")),
+        Some(3.0)
+    );
+    assert_eq!(
+        e.value(&format!("prismwatch_ai_requests_total{{{pro}}}")),
+        Some(1.0)
+    );
+    // gcp.gemini (OpenTelemetry's provider name) is priced as Google's list prices.
+    assert!(close(
+        e.value(&format!("prismwatch_ai_cost_dollars_total{{{flash}}}")),
+        (3_000.0 * 0.30 + 1_000.0 * 2.50) / 1e6
+    ));
+    assert!(close(
+        e.value(&format!("prismwatch_ai_cost_dollars_total{{{pro}}}")),
+        (5_000.0 * 1.25 + 1_000.0 * 10.0) / 1e6
+    ));
+    assert_eq!(
+        e.value(&format!("prismwatch_ai_unpriced_tokens_total{{{flash}}}")),
+        Some(0.0)
+    );
+    // The same counters as the JSON path: one ingest, one set of series.
+    assert!(
+        e.value(r#"prismwatch_ai_ingest_events_total{path="otlp"}"#)
+            .is_some_and(|v| v >= 4.0)
+    );
+}
+
+#[test]
+fn the_forecast_matches_scipy() {
+    let python = common::python();
+    let daemon = Daemon::start_ready(Some(&config("")), &[]);
+    // Write a month of daily spend before today, then let the daemon compute.
+    daemon.signal(rustix::process::Signal::TERM);
+    let mut daemon = daemon;
+    assert!(
+        daemon
+            .wait_exit(std::time::Duration::from_secs(5))
+            .is_some()
+    );
+    let today = jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC);
+    let days: Vec<(i8, f64)> = (1..today.day())
+        .map(|d| (d, 3.0 + f64::from(d % 5) * 1.7))
+        .collect();
+    let spent: f64 = days.iter().map(|(_, c)| c).sum::<f64>() + 2.0;
+    let mut day_entries: Vec<String> = days
+        .iter()
+        .map(|(d, c)| format!("\"{d}\":{{\"cost_dollars\":{c},\"tokens\":0.0}}"))
+        .collect();
+    day_entries.push(format!(
+        "\"{}\":{{\"cost_dollars\":2.0,\"tokens\":0.0}}",
+        today.day()
+    ));
+    let ledger = format!(
+        r#"{{"month":"{}","month_to_date":[[{{"provider":"google","model":"gemini-2.5-flash","labels":[]}},{{"input_tokens":0.0,"output_tokens":0.0,"cached_tokens":0.0,"cost_dollars":{spent},"requests":1.0,"unpriced_tokens":0.0}}]],"days":{{{}}},"lifetime":[],"latency":[],"cache_lookups":0.0,"cache_hits":0.0,"label_values":{{}},"models":[],"folded":{{}}}}"#,
+        today.strftime("%Y-%m"),
+        day_entries.join(",")
+    );
+    std::fs::write(daemon.state_dir().join("spend.json"), ledger).expect("write ledger");
+    let output = Command::new(env!("CARGO_BIN_EXE_prismwatch"))
+        .args(["spend", "--json", "--config"])
+        .arg(daemon.config_path())
+        .arg("--state-dir")
+        .arg(daemon.state_dir())
+        .output()
+        .expect("run prismwatch spend");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("spend JSON");
+    assert!((report["cost_dollars"].as_f64().unwrap_or(0.0) - spent).abs() < 1e-9);
+    let mut reference = Command::new(python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/forecast_reference.py"
+        ))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the SciPy reference");
+    std::io::Write::write_all(reference.stdin.as_mut().expect("stdin"), &output.stdout)
+        .expect("write report");
+    let reference = reference.wait_with_output().expect("reference output");
+    let expected: serde_json::Value =
+        serde_json::from_slice(&reference.stdout).unwrap_or_else(|_| {
+            panic!(
+                "reference failed: {}",
+                String::from_utf8_lossy(&reference.stdout)
+            )
+        });
+    let near = |a: &serde_json::Value, b: &serde_json::Value| {
+        (a.as_f64().unwrap_or(f64::NAN) - b.as_f64().unwrap_or(f64::NAN)).abs() < 1e-6
+    };
+    assert!(
+        near(&report["daily_rate_dollars"], &expected["daily_rate"]),
+        "{report} vs {expected}"
+    );
+    assert!(
+        near(&report["forecast_dollars"], &expected["estimate"]),
+        "{report} vs {expected}"
+    );
+    if days.len() >= 2 {
+        let interval = &report["forecast_interval"];
+        assert!(
+            near(&interval[0], &expected["lower"]) && near(&interval[1], &expected["upper"]),
+            "{report} vs {expected}"
+        );
+    }
+}
