@@ -278,9 +278,10 @@ def runs_total(port, collector):
 
 def window(lab, seconds, servers, agent=None, ports=(), cycles=None, scrape=None):
     """Measures one phase. scrape(): called once a second; cycles(): a counter read at both ends."""
-    if agent:  # sockets destroyed inside the window are reported only by `ss -E`, line-buffered
+    if agent:  # sockets destroyed inside the window show only in `ss -E`; line-buffered, so it
+        # loses nothing to SIGKILL (on SIGTERM it waits for one more event before it exits)
         events = f"ss-events-{agent}.log"
-        watch = lab.spawn(["stdbuf", "-oL", "ss", "-E", "-tinH"], events)
+        watch = lab.spawn(["stdbuf", "-oL", "ss", "-E", "-tinH"], events, stop=signal.SIGKILL)
         time.sleep(0.5)
     c0 = cycles() if cycles else 0
     s0 = snapshot(ports) if agent else []

@@ -25,6 +25,7 @@ use crate::collector::{Collector, Readiness, StatusBoard, run_collector};
 use crate::config::{self, CollectorSchedule, Config, Overrides, WebAuth};
 use crate::history::{History, HistoryLimits};
 use crate::http::{self, AppState};
+use crate::spend::sql_source::SqlUsageCollector;
 use crate::spend::{SpendCollector, SpendTracker};
 use crate::telemetry;
 
@@ -177,6 +178,7 @@ async fn apply(
         || current.host_filters != next.host_filters
         || current.targets != next.targets
         || current.ai.interval != next.ai.interval
+        || current.ai.sql_sources != next.ai.sql_sources
     {
         collectors.stop();
         let replacement =
@@ -267,6 +269,16 @@ impl Collectors {
             readiness,
             tracker,
         );
+        for source in &config.ai.sql_sources {
+            match SqlUsageCollector::new(source, spend.clone()) {
+                Ok(collector) => {
+                    collectors.spawn(collector, source.schedule, history, readiness, tracker)
+                }
+                Err(error) => {
+                    error!(%error, source = %source.name, "Cannot start the AI usage query.")
+                }
+            }
+        }
         // The daemon's own process metrics always run, on the host schedule.
         let process_schedule = CollectorSchedule {
             enabled: true,

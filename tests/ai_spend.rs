@@ -452,3 +452,41 @@ fn the_forecast_matches_scipy() {
         );
     }
 }
+
+#[test]
+fn a_sql_source_counts_each_usage_row_once() {
+    let postgres = common::servers::Postgres::start();
+    postgres.psql("postgres", "CREATE DATABASE app");
+    postgres.psql(
+        "app",
+        "CREATE TABLE llm_usage (provider text, model text, input_tokens int8, output_tokens int8, cached_tokens int8, feature text, created_at timestamptz DEFAULT now());
+         INSERT INTO llm_usage (provider, model, input_tokens, output_tokens, cached_tokens, feature) VALUES ('openai', 'gpt-4o', 1000, 100, 0, 'chat'), ('openai', 'gpt-4o', 2000, 200, 0, 'chat')",
+    );
+    let query = "SELECT provider, model, input_tokens, output_tokens, cached_tokens, feature, extract(epoch FROM created_at)::float8 AS at FROM llm_usage WHERE created_at > to_timestamp($1) ORDER BY created_at";
+    let extra = format!(
+        "\n[[ai.sql_sources]]\nname = \"usage-log\"\ndsn = \"{}\"\nquery = \"{query}\"\ninterval = \"1s\"\n",
+        postgres.dsn("app")
+    );
+    let mut daemon = Daemon::start_ready(Some(&config(&extra)), &[]);
+    let key = r#"prismwatch_ai_tokens_total{feature="chat",model="gpt-4o",provider="openai",type="input"}"#;
+    wait_for(&daemon, "the first rows", 10, |e| {
+        e.value(key) == Some(3_000.0)
+    });
+    postgres.psql("app", "INSERT INTO llm_usage (provider, model, input_tokens, output_tokens, cached_tokens, feature) VALUES ('openai', 'gpt-4o', 500, 50, 0, 'chat')");
+    wait_for(&daemon, "the new row, once", 10, |e| {
+        e.value(key) == Some(3_500.0)
+    });
+    // A restart resumes from the saved watermark: nothing is counted twice.
+    daemon.restart();
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    let e = wait_for(&daemon, "the source up after the restart", 10, |e| {
+        e.value(r#"prismwatch_ai_sql_source_up{source="usage-log"}"#) == Some(1.0)
+    });
+    assert_eq!(e.value(key), Some(3_500.0));
+    assert!(close(
+        e.value(
+            r#"prismwatch_ai_cost_dollars_total{feature="chat",model="gpt-4o",provider="openai"}"#
+        ),
+        (3_500.0 * 2.50 + 350.0 * 10.0) / 1e6
+    ));
+}

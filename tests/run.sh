@@ -26,6 +26,22 @@ if ((${#missing[@]})); then
     || { $sudo apt-get update -q && $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"; }
 fi
 
+# Python peers: the OpenTelemetry SDK (a real OTLP client) and SciPy (the forecast's reference),
+# pinned, in a virtualenv under target/ so nothing is installed system-wide.
+pyenv=target/pyenv
+python_packages=(opentelemetry-sdk==1.38.0 opentelemetry-exporter-otlp-proto-http==1.38.0 scipy==1.16.3)
+if ! "$pyenv/bin/python" -c "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http, scipy" 2>/dev/null; then
+  echo "==> installing Python test packages into $pyenv"
+  if ! python3 -m venv "$pyenv" 2>/dev/null; then
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    $sudo apt-get install -y -q --no-install-recommends python3-venv
+    python3 -m venv "$pyenv"
+  fi
+  "$pyenv/bin/pip" install -q "${python_packages[@]}"
+fi
+export PRISMWATCH_TEST_PYTHON="$PWD/$pyenv/bin/python"
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"

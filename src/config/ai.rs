@@ -38,6 +38,29 @@ pub struct AiSection {
     pub prices: Vec<Price>,
     /// How often spend metrics are refreshed and the state is saved.
     pub interval: Option<Spanned<HumanDuration>>,
+    /// Queries that read usage rows from the application's PostgreSQL.
+    pub sql_sources: Vec<SqlSourceSection>,
+}
+
+/// `[[ai.sql_sources]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlSourceSection {
+    pub name: String,
+    /// `env:NAME`, `file:/path` or the DSN.
+    pub dsn: Spanned<SecretRef>,
+    /// See `spend/sql_source.rs` for the columns it must return; `$1` is the watermark.
+    pub query: String,
+    pub interval: Option<Spanned<HumanDuration>>,
+}
+
+/// A validated SQL source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AiSqlSource {
+    pub name: String,
+    pub dsn: Secret,
+    pub query: String,
+    pub schedule: super::CollectorSchedule,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -62,6 +85,7 @@ pub struct AiConfig {
     pub budgets: Vec<LabelBudget>,
     pub prices: PriceTable,
     pub interval: Duration,
+    pub sql_sources: Vec<AiSqlSource>,
 }
 
 pub fn validate(
@@ -165,6 +189,54 @@ pub fn validate(
         .interval
         .as_ref()
         .map_or(Duration::from_secs(15), |d| d.get_ref().0);
+    let mut sql_sources = Vec::new();
+    for (index, source_section) in section.sql_sources.iter().enumerate() {
+        let key = format!("ai.sql_sources[{index}]");
+        let dsn = match source_section.dsn.get_ref().resolve() {
+            Ok(dsn) => dsn,
+            Err(message) => {
+                errors.push(source.error_at(
+                    source_section.dsn.span(),
+                    &format!("{key}.dsn"),
+                    message,
+                    "set the variable or create the file",
+                ));
+                continue;
+            }
+        };
+        if let Err(message) = super::targets::postgres_address(dsn.expose()) {
+            errors.push(source.error_at(
+                source_section.dsn.span(),
+                &format!("{key}.dsn"),
+                message,
+                "a postgres:// URL",
+            ));
+        }
+        if !source_section.query.contains("$1") {
+            errors.push(ConfigError {
+                origin: source.origin.to_string(),
+                position: None,
+                key: Some(format!("{key}.query")),
+                message: "the query does not use $1, the watermark, so it would count the same rows again on every run".into(),
+                hint: Some("filter with e.g. WHERE created_at > to_timestamp($1)".into()),
+            });
+        }
+        let every = source_section
+            .interval
+            .as_ref()
+            .map_or(Duration::from_secs(60), |d| d.get_ref().0)
+            .max(Duration::from_secs(1));
+        sql_sources.push(AiSqlSource {
+            name: source_section.name.clone(),
+            dsn,
+            query: source_section.query.clone(),
+            schedule: super::CollectorSchedule {
+                enabled: true,
+                interval: every,
+                timeout: every.min(Duration::from_secs(30)),
+            },
+        });
+    }
     AiConfig {
         ingest_token,
         max_body_bytes,
@@ -183,5 +255,6 @@ pub fn validate(
         budgets: section.budgets.clone(),
         prices,
         interval: interval.max(Duration::from_millis(100)),
+        sql_sources,
     }
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use ai::{AiConfig, LabelBudget};
+pub use ai::{AiConfig, AiSqlSource, LabelBudget};
 pub use error::{ConfigError, ConfigErrors, Source};
 pub use file::{FileConfig, HumanDuration, LogFormat};
 pub use secret::{Secret, SecretRef};

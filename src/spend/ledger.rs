@@ -97,6 +97,9 @@ pub struct Ledger {
     pub models: BTreeSet<(String, String)>,
     /// Values folded into "other", per label (`model` for provider/model pairs).
     pub folded: BTreeMap<String, f64>,
+    /// Per SQL source, the newest `at` read (seconds since the epoch).
+    #[serde(default)]
+    pub sql_watermarks: BTreeMap<String, f64>,
 }
 
 /// A civil date in the configured time zone.
@@ -235,12 +238,14 @@ impl Ledger {
     }
 }
 
+/// The totals of `key` in a list kept sorted by key (binary search; a Vec serialises as a plain
+/// JSON array, which a map keyed by a struct would not).
 fn entry<'a>(list: &'a mut Vec<(SpendKey, Totals)>, key: &SpendKey) -> &'a mut Totals {
-    let index = match list.iter().position(|(k, _)| k == key) {
-        Some(index) => index,
-        None => {
-            list.push((key.clone(), Totals::default()));
-            list.len() - 1
+    let index = match list.binary_search_by(|(k, _)| k.cmp(key)) {
+        Ok(index) => index,
+        Err(index) => {
+            list.insert(index, (key.clone(), Totals::default()));
+            index
         }
     };
     &mut list[index].1

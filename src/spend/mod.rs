@@ -11,6 +11,7 @@ pub mod ledger;
 pub mod otlp;
 pub mod pricing;
 pub mod render;
+pub mod sql_source;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -98,7 +99,12 @@ impl SpendTracker {
         let state_path = state_dir.join(STATE_FILE);
         let ledger = match std::fs::read(&state_path) {
             Ok(bytes) => match serde_json::from_slice::<Ledger>(&bytes) {
-                Ok(ledger) => ledger,
+                Ok(mut ledger) => {
+                    // Lookups binary-search these lists; a hand-edited file may be unsorted.
+                    ledger.lifetime.sort_by(|a, b| a.0.cmp(&b.0));
+                    ledger.month_to_date.sort_by(|a, b| a.0.cmp(&b.0));
+                    ledger
+                }
                 Err(error) => {
                     let aside = state_path.with_extension("json.unreadable");
                     let _ = std::fs::rename(&state_path, &aside);
@@ -153,6 +159,47 @@ impl SpendTracker {
         let allowed = inner.config.allowed_labels.clone();
         let extracted = otlp::extract(request, &mut inner.otlp, &allowed);
         let summary = inner.record(extracted.events.into_iter().map(|e| (e, now_ms)).collect());
+        inner.save();
+        summary
+    }
+
+    /// The last `at` (seconds since the epoch) read by a SQL source; the start of the current
+    /// month when it never ran, so a new source counts this month's rows.
+    pub fn watermark(&self, source: &str) -> f64 {
+        let Ok(inner) = self.inner.lock() else {
+            return 0.0;
+        };
+        if let Some(mark) = inner.ledger.sql_watermarks.get(source) {
+            return *mark;
+        }
+        let now = jiff::Zoned::now().with_time_zone(inner.config.time_zone.clone());
+        now.first_of_month()
+            .ok()
+            .and_then(|d| d.start_of_day().ok())
+            .map_or(0.0, |start| {
+                start.timestamp().as_millisecond() as f64 / 1000.0
+            })
+    }
+
+    /// Records a SQL source's rows and moves its watermark in the same save, so a crash cannot
+    /// count them twice or lose them.
+    pub fn ingest_with_watermark(
+        &self,
+        events: Vec<(UsageEvent, i64)>,
+        source: &str,
+        watermark: f64,
+    ) -> IngestSummary {
+        let Ok(mut inner) = self.inner.lock() else {
+            return IngestSummary::default();
+        };
+        let summary = inner.record(events);
+        if inner.ledger.sql_watermarks.get(source) != Some(&watermark) {
+            inner
+                .ledger
+                .sql_watermarks
+                .insert(source.to_string(), watermark);
+            inner.dirty = true;
+        }
         inner.save();
         summary
     }
