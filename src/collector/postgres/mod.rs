@@ -29,6 +29,9 @@ use crate::model::{Batch, MetricKind};
 /// pg_stat_statements: constants are `$1`, `$2`, ...).
 const QUERY_TEXT_LIMIT: usize = 500;
 
+/// How often database sizes are read (they change slowly and cost the most to read).
+const SIZE_REFRESH: Duration = Duration::from_secs(300);
+
 /// See the module documentation.
 pub struct PostgresCollector {
     source: String,
@@ -42,6 +45,10 @@ pub struct PostgresCollector {
     texts: HashMap<i64, String>,
     slow: BTreeSet<i64>,
     previous_hits: HashMap<i64, (f64, f64)>,
+    /// Database sizes and when they were read: pg_database_size() stats every file of every
+    /// database, the most expensive query by far, so it runs every [`SIZE_REFRESH`] only.
+    sizes: Vec<(String, f64)>,
+    sizes_read_at: Option<tokio::time::Instant>,
     warned_missing_extension: bool,
 }
 
@@ -73,6 +80,8 @@ impl PostgresCollector {
             texts: HashMap::new(),
             slow: BTreeSet::new(),
             previous_hits: HashMap::new(),
+            sizes: Vec::new(),
+            sizes_read_at: None,
             warned_missing_extension: false,
         })
     }
@@ -118,7 +127,15 @@ impl PostgresCollector {
 
         let mut batch = Batch::new();
         batch.single_labelled("pg_up", MetricKind::Gauge, "Whether the last scrape of metrics from PostgreSQL was able to connect to the server (1 for yes, 0 for no).", &self.labels.with(&[]), 1.0);
-        snapshot::emit(&snapshot, &self.labels, &mut self.previous_hits, &mut batch);
+        let sizes_due = self.sizes_read_at.is_none_or(|at| at.elapsed() >= SIZE_REFRESH);
+        if sizes_due {
+            self.sizes = sqlx::query_as("SELECT datname::text, pg_database_size(oid)::float8 FROM pg_database")
+                .fetch_all(&mut *connection)
+                .await
+                .map_err(&fail)?;
+            self.sizes_read_at = Some(tokio::time::Instant::now());
+        }
+        snapshot::emit(&snapshot, &self.labels, &mut self.previous_hits, &self.sizes, &mut batch);
         self.emit_pool(&mut batch);
 
         let mut status = json!({

@@ -1,5 +1,17 @@
 -- prismwatch: one snapshot of a PostgreSQL server as one JSON document (PostgreSQL 10 to 13: no query_id).
 -- $1: the long-running threshold in seconds.
+-- Each statistics view is read once; zero rows (every database times every state or lock
+-- mode, as postgres_exporter reports them) are filled in by the collector, not built here.
+WITH activity AS MATERIALIZED (
+  SELECT datname, state, wait_event_type, backend_type, pid, usename,
+         extract(epoch FROM now() - xact_start)::float8 AS xact_age,
+         extract(epoch FROM now() - query_start)::float8 AS query_age,
+         extract(epoch FROM now() - state_change)::float8 AS state_age,
+         NULL::bigint AS query_id
+  FROM pg_stat_activity
+), locks AS MATERIALIZED (
+  SELECT database, lower(mode) AS mode, granted FROM pg_locks
+)
 SELECT json_build_object(
   'version_num', current_setting('server_version_num')::int,
   'version', version(),
@@ -15,41 +27,30 @@ SELECT json_build_object(
       ELSE greatest(0, extract(epoch FROM now() - pg_last_xact_replay_timestamp()))::float8
     END,
   'has_statements', EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'),
-  -- postgres_exporter's pg_stat_activity: every database times every state, zeros included.
   'activity', (
-    SELECT coalesce(json_agg(json_build_object(
-             'datname', d.datname, 'state', s.state,
-             'count', coalesce(a.count, 0), 'max_tx', coalesce(a.max_tx, 0))), '[]')
-    FROM (VALUES ('active'), ('idle'), ('idle in transaction'), ('idle in transaction (aborted)'),
-                 ('fastpath function call'), ('disabled')) AS s(state)
-    CROSS JOIN pg_database d
-    LEFT JOIN (
-      SELECT datname, state, count(*) AS count,
-             max(extract(epoch FROM now() - xact_start))::float8 AS max_tx
-      FROM pg_stat_activity GROUP BY datname, state
-    ) a ON a.state = s.state AND a.datname = d.datname),
+    SELECT coalesce(json_agg(json_build_object('datname', datname, 'state', state, 'count', n, 'max_tx', max_tx)), '[]')
+    FROM (SELECT datname, state, count(*) AS n, coalesce(max(xact_age), 0) AS max_tx
+          FROM activity WHERE datname IS NOT NULL AND state IS NOT NULL GROUP BY 1, 2) a),
   'sessions', (
     SELECT json_build_object(
       'client', count(*) FILTER (WHERE backend_type = 'client backend'),
-      'oldest_query', coalesce(max(extract(epoch FROM now() - query_start))
-          FILTER (WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()), 0)::float8,
+      'oldest_query', coalesce(max(query_age)
+          FILTER (WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()), 0),
       'idle_in_tx', count(*) FILTER (WHERE state LIKE 'idle in transaction%'),
-      'idle_in_tx_max', coalesce(max(extract(epoch FROM now() - state_change))
-          FILTER (WHERE state LIKE 'idle in transaction%'), 0)::float8,
+      'idle_in_tx_max', coalesce(max(state_age) FILTER (WHERE state LIKE 'idle in transaction%'), 0),
       'blocked', count(*) FILTER (WHERE wait_event_type = 'Lock'),
-      'waiting_by_type', (
-        SELECT coalesce(json_agg(json_build_object('datname', coalesce(w.datname, ''), 'wait_event_type', w.wait_event_type, 'count', w.count)), '[]')
-        FROM (SELECT datname, wait_event_type, count(*) AS count FROM pg_stat_activity
-              WHERE backend_type = 'client backend' AND wait_event_type IS NOT NULL
-                AND wait_event_type NOT IN ('Client', 'Activity')
-              GROUP BY 1, 2) w),
       'long_running', coalesce(json_agg(json_build_object(
-          'pid', pid, 'datname', datname, 'user', usename,
-          'seconds', extract(epoch FROM now() - query_start)::float8,
-          'query_id', NULL::text) ORDER BY query_start)
+          'pid', pid, 'datname', datname, 'user', usename, 'seconds', query_age,
+          'query_id', query_id::text) ORDER BY query_age DESC)
         FILTER (WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
-                AND now() - query_start > make_interval(secs => $1)), '[]'))
-    FROM pg_stat_activity),
+                AND query_age > $1), '[]'))
+    FROM activity),
+  'waiting_by_type', (
+    SELECT coalesce(json_agg(json_build_object('datname', coalesce(datname, ''), 'wait_event_type', wait_event_type, 'count', n)), '[]')
+    FROM (SELECT datname, wait_event_type, count(*) AS n FROM activity
+          WHERE backend_type = 'client backend' AND wait_event_type IS NOT NULL
+            AND wait_event_type NOT IN ('Client', 'Activity')
+          GROUP BY 1, 2) w),
   'databases', (
     SELECT coalesce(json_agg(json_build_object(
       'datid', s.datid::int8, 'datname', coalesce(s.datname, ''), 'numbackends', s.numbackends,
@@ -59,22 +60,15 @@ SELECT json_build_object(
       'tup_updated', s.tup_updated, 'tup_deleted', s.tup_deleted, 'conflicts', s.conflicts,
       'temp_files', s.temp_files, 'temp_bytes', s.temp_bytes, 'deadlocks', s.deadlocks,
       'blk_read_time', s.blk_read_time, 'blk_write_time', s.blk_write_time,
-      'stats_reset', extract(epoch FROM s.stats_reset)::float8,
-      'size', CASE WHEN s.datid <> 0 THEN pg_database_size(s.datid)::float8 END)), '[]')
+      'stats_reset', extract(epoch FROM s.stats_reset)::float8)), '[]')
     FROM pg_stat_database s),
-  -- postgres_exporter's pg_locks_count: every database times every mode, zeros included.
   'locks', (
-    SELECT coalesce(json_agg(json_build_object('datname', d.datname, 'mode', m.mode, 'count', coalesce(l.count, 0))), '[]')
-    FROM (VALUES ('accesssharelock'), ('rowsharelock'), ('rowexclusivelock'), ('shareupdateexclusivelock'),
-                 ('sharelock'), ('sharerowexclusivelock'), ('exclusivelock'), ('accessexclusivelock'),
-                 ('sireadlock')) AS m(mode)
-    CROSS JOIN pg_database d
-    LEFT JOIN (SELECT database, lower(mode) AS mode, count(*) AS count FROM pg_locks
-               WHERE database IS NOT NULL GROUP BY database, lower(mode)) l
-      ON l.mode = m.mode AND l.database = d.oid),
+    SELECT coalesce(json_agg(json_build_object('datname', d.datname, 'mode', l.mode, 'count', l.n)), '[]')
+    FROM (SELECT database, mode, count(*) AS n FROM locks WHERE database IS NOT NULL GROUP BY 1, 2) l
+    JOIN pg_database d ON d.oid = l.database),
   'waiting_locks', (
-    SELECT coalesce(json_agg(json_build_object('mode', mode, 'count', count)), '[]')
-    FROM (SELECT lower(mode) AS mode, count(*) AS count FROM pg_locks WHERE NOT granted GROUP BY 1) w),
+    SELECT coalesce(json_agg(json_build_object('mode', mode, 'count', n)), '[]')
+    FROM (SELECT mode, count(*) AS n FROM locks WHERE NOT granted GROUP BY 1) w),
   'replicas', (
     SELECT coalesce(json_agg(json_build_object(
       'application_name', application_name, 'client_addr', coalesce(client_addr::text, ''),
