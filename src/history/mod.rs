@@ -7,6 +7,10 @@
 mod chunk;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+/// The label-set index is hashed on every sample; foldhash is several times faster than
+/// SipHash and still seeded per process.
+type FastMap<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
 use std::sync::Arc;
 
 pub use chunk::{Chunk, MAX_SAMPLES_PER_CHUNK, SealedChunk};
@@ -93,7 +97,7 @@ pub struct History {
     limits: HistoryLimits,
     slots: Vec<Option<Series>>,
     free_slots: Vec<SeriesId>,
-    index: HashMap<Arc<Labels>, SeriesId>,
+    index: FastMap<Arc<Labels>, SeriesId>,
     families: BTreeMap<String, Family>,
     /// The series each source wrote in its last batch, for staleness.
     sources: HashMap<String, Vec<SeriesId>>,
@@ -156,13 +160,14 @@ impl History {
             }
             written.push(id);
         }
+        // A series of this source not written at `ts` was missing from the batch: it ends here.
         let previous = self.sources.remove(source).unwrap_or_default();
-        if !previous.is_empty() {
-            let current: HashSet<SeriesId> = written.iter().copied().collect();
-            for id in previous.into_iter().filter(|id| !current.contains(id)) {
-                if self.mark_stale(id, ts) {
-                    report.marked_stale += 1;
-                }
+        for id in previous {
+            let missing = self.slots[id as usize]
+                .as_ref()
+                .is_some_and(|series| series.last_ts < ts);
+            if missing && self.mark_stale(id, ts) {
+                report.marked_stale += 1;
             }
         }
         self.sources.insert(source.to_string(), written);

@@ -49,6 +49,9 @@ pub struct PostgresCollector {
     /// database, the most expensive query by far, so it runs every [`SIZE_REFRESH`] only.
     sizes: Vec<(String, f64)>,
     sizes_read_at: Option<tokio::time::Instant>,
+    /// Role and database names by oid, for the statements exported.
+    users: HashMap<i64, String>,
+    databases: HashMap<i64, String>,
     warned_missing_extension: bool,
 }
 
@@ -82,6 +85,8 @@ impl PostgresCollector {
             previous_hits: HashMap::new(),
             sizes: Vec::new(),
             sizes_read_at: None,
+            users: HashMap::new(),
+            databases: HashMap::new(),
             warned_missing_extension: false,
         })
     }
@@ -127,15 +132,25 @@ impl PostgresCollector {
 
         let mut batch = Batch::new();
         batch.single_labelled("pg_up", MetricKind::Gauge, "Whether the last scrape of metrics from PostgreSQL was able to connect to the server (1 for yes, 0 for no).", &self.labels.with(&[]), 1.0);
-        let sizes_due = self.sizes_read_at.is_none_or(|at| at.elapsed() >= SIZE_REFRESH);
+        let sizes_due = self
+            .sizes_read_at
+            .is_none_or(|at| at.elapsed() >= SIZE_REFRESH);
         if sizes_due {
-            self.sizes = sqlx::query_as("SELECT datname::text, pg_database_size(oid)::float8 FROM pg_database")
-                .fetch_all(&mut *connection)
-                .await
-                .map_err(&fail)?;
+            self.sizes = sqlx::query_as(
+                "SELECT datname::text, pg_database_size(oid)::float8 FROM pg_database",
+            )
+            .fetch_all(&mut *connection)
+            .await
+            .map_err(&fail)?;
             self.sizes_read_at = Some(tokio::time::Instant::now());
         }
-        snapshot::emit(&snapshot, &self.labels, &mut self.previous_hits, &self.sizes, &mut batch);
+        snapshot::emit(
+            &snapshot,
+            &self.labels,
+            &mut self.previous_hits,
+            &self.sizes,
+            &mut batch,
+        );
         self.emit_pool(&mut batch);
 
         let mut status = json!({
@@ -201,24 +216,24 @@ impl PostgresCollector {
     ) -> Result<serde_json::Value, sqlx::Error> {
         // Column names changed in 13 (total_exec_time) and 17 (shared_blk_*_time).
         let sql = if version >= 170_000 {
-            "SELECT s.queryid, pg_get_userbyid(s.userid)::text, d.datname::text, s.calls, s.total_exec_time, s.rows, s.shared_blks_hit, s.shared_blks_read, s.shared_blk_read_time, s.shared_blk_write_time FROM pg_stat_statements(false) s JOIN pg_database d ON d.oid = s.dbid WHERE s.queryid IS NOT NULL"
+            "SELECT queryid, userid::int8, dbid::int8, calls, total_exec_time, rows, shared_blks_hit, shared_blks_read, shared_blk_read_time, shared_blk_write_time FROM pg_stat_statements(false) WHERE queryid IS NOT NULL"
         } else if version >= 130_000 {
-            "SELECT s.queryid, pg_get_userbyid(s.userid)::text, d.datname::text, s.calls, s.total_exec_time, s.rows, s.shared_blks_hit, s.shared_blks_read, s.blk_read_time, s.blk_write_time FROM pg_stat_statements(false) s JOIN pg_database d ON d.oid = s.dbid WHERE s.queryid IS NOT NULL"
+            "SELECT queryid, userid::int8, dbid::int8, calls, total_exec_time, rows, shared_blks_hit, shared_blks_read, blk_read_time, blk_write_time FROM pg_stat_statements(false) WHERE queryid IS NOT NULL"
         } else {
-            "SELECT s.queryid, pg_get_userbyid(s.userid)::text, d.datname::text, s.calls, s.total_time, s.rows, s.shared_blks_hit, s.shared_blks_read, s.blk_read_time, s.blk_write_time FROM pg_stat_statements(false) s JOIN pg_database d ON d.oid = s.dbid WHERE s.queryid IS NOT NULL"
+            "SELECT queryid, userid::int8, dbid::int8, calls, total_time, rows, shared_blks_hit, shared_blks_read, blk_read_time, blk_write_time FROM pg_stat_statements(false) WHERE queryid IS NOT NULL"
         };
-        type Row = (i64, String, String, i64, f64, i64, i64, i64, f64, f64);
+        type Row = (i64, i64, i64, i64, f64, i64, i64, i64, f64, f64);
         let rows: Vec<Row> = sqlx::query_as(sql).fetch_all(&mut *connection).await?;
         let tracked = rows.len();
         let current: Vec<(StatementKey, StatementTotals)> = rows
             .into_iter()
             .map(
-                |(queryid, user, datname, calls, exec_ms, rows, hit, read, read_ms, write_ms)| {
+                |(queryid, userid, dbid, calls, exec_ms, rows, hit, read, read_ms, write_ms)| {
                     (
                         StatementKey {
                             queryid,
-                            user,
-                            datname,
+                            userid,
+                            dbid,
                         },
                         StatementTotals {
                             calls: calls as f64,
@@ -257,6 +272,31 @@ impl PostgresCollector {
             slow.len() as f64,
         );
         let top = top_by_interval_time(&deltas, self.target.top_statements);
+        // Role and database names for the entries shown; read again only when one is unknown.
+        let shown_keys = top.iter().map(|d| d.key).chain(
+            deltas
+                .iter()
+                .filter(|d| slow.contains(&d.key.queryid))
+                .map(|d| d.key),
+        );
+        if shown_keys
+            .clone()
+            .any(|k| !self.users.contains_key(&k.userid) || !self.databases.contains_key(&k.dbid))
+        {
+            let users: Vec<(i64, String)> =
+                sqlx::query_as("SELECT oid::int8, rolname::text FROM pg_roles")
+                    .fetch_all(&mut *connection)
+                    .await?;
+            let databases: Vec<(i64, String)> =
+                sqlx::query_as("SELECT oid::int8, datname::text FROM pg_database")
+                    .fetch_all(&mut *connection)
+                    .await?;
+            self.users = users.into_iter().collect();
+            self.databases = databases.into_iter().collect();
+        }
+        let name = |map: &HashMap<i64, String>, id: i64| {
+            map.get(&id).cloned().unwrap_or_else(|| id.to_string())
+        };
         let missing: Vec<i64> = top
             .iter()
             .map(|d| d.key.queryid)
@@ -285,8 +325,8 @@ impl PostgresCollector {
                 info!(
                     server = %self.labels.server(),
                     queryid = id,
-                    datname = %delta.key.datname,
-                    user = %delta.key.user,
+                    datname = %name(&self.databases, delta.key.dbid),
+                    user = %name(&self.users, delta.key.userid),
                     mean_seconds = delta.delta.mean_seconds(),
                     calls = delta.delta.calls,
                     query = %self.texts.get(id).map(String::as_str).unwrap_or(""),
@@ -295,14 +335,24 @@ impl PostgresCollector {
             }
         }
         self.slow = slow;
-        emit_top(&top, &self.labels, batch);
+        let named: Vec<(&StatementDelta, String, String)> = top
+            .iter()
+            .map(|d| {
+                (
+                    *d,
+                    name(&self.users, d.key.userid),
+                    name(&self.databases, d.key.dbid),
+                )
+            })
+            .collect();
+        emit_top(&named, &self.labels, batch);
         Ok(top
             .iter()
             .map(|d| {
                 json!({
                     "queryid": d.key.queryid.to_string(),
-                    "user": d.key.user,
-                    "datname": d.key.datname,
+                    "user": name(&self.users, d.key.userid),
+                    "datname": name(&self.databases, d.key.dbid),
                     "calls": d.delta.calls,
                     "seconds": d.delta.exec_ms / 1000.0,
                     "mean_seconds": d.delta.mean_seconds(),
@@ -314,7 +364,8 @@ impl PostgresCollector {
     }
 }
 
-fn emit_top(top: &[&StatementDelta], labels: &TargetLabels, batch: &mut Batch) {
+/// Exports the top statements, each with its role and database name.
+fn emit_top(top: &[(&StatementDelta, String, String)], labels: &TargetLabels, batch: &mut Batch) {
     let families: [(&str, MetricKind, &str); 10] = [
         (
             "pg_stat_statements_calls_total",
@@ -370,11 +421,11 @@ fn emit_top(top: &[&StatementDelta], labels: &TargetLabels, batch: &mut Batch) {
     for (name, kind, help) in families {
         batch.family(name, kind, help);
     }
-    for delta in top {
+    for (delta, user, datname) in top {
         let queryid = delta.key.queryid.to_string();
         let labels = labels.with(&[
-            ("user", &delta.key.user),
-            ("datname", &delta.key.datname),
+            ("user", user.as_str()),
+            ("datname", datname.as_str()),
             ("queryid", &queryid),
         ]);
         let (totals, interval) = (&delta.totals, &delta.delta);

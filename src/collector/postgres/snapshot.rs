@@ -251,18 +251,42 @@ pub fn emit(
     batch: &mut Batch,
 ) {
     let short = short_version(snapshot.version_num);
-    batch.family("pg_static", MetricKind::Untyped, "Version string as reported by postgres");
+    batch.family(
+        "pg_static",
+        MetricKind::Untyped,
+        "Version string as reported by postgres",
+    );
     batch.push(
         "pg_static",
         &labels.with(&[("short_version", &short), ("version", &snapshot.version)]),
         1.0,
     );
     let gauges = [
-        ("pg_postmaster_start_time_seconds", "Time at which postmaster started", snapshot.start_time),
-        ("pg_settings_max_connections", "Sets the maximum number of concurrent connections.", snapshot.max_connections),
-        ("pg_settings_superuser_reserved_connections", "Sets the number of connection slots reserved for superusers.", snapshot.superuser_reserved),
-        ("pg_replication_is_replica", "Indicates if the server is a replica", f64::from(u8::from(snapshot.in_recovery))),
-        ("pg_replication_lag_seconds", "Replication lag behind master in seconds", snapshot.replication_lag),
+        (
+            "pg_postmaster_start_time_seconds",
+            "Time at which postmaster started",
+            snapshot.start_time,
+        ),
+        (
+            "pg_settings_max_connections",
+            "Sets the maximum number of concurrent connections.",
+            snapshot.max_connections,
+        ),
+        (
+            "pg_settings_superuser_reserved_connections",
+            "Sets the number of connection slots reserved for superusers.",
+            snapshot.superuser_reserved,
+        ),
+        (
+            "pg_replication_is_replica",
+            "Indicates if the server is a replica",
+            f64::from(u8::from(snapshot.in_recovery)),
+        ),
+        (
+            "pg_replication_lag_seconds",
+            "Replication lag behind master in seconds",
+            snapshot.replication_lag,
+        ),
     ];
     for (name, help, value) in gauges {
         batch.single_labelled(name, MetricKind::Gauge, help, &labels.with(&[]), value);
@@ -274,20 +298,53 @@ pub fn emit(
     batch.family("pg_locks_count", MetricKind::Gauge, "Number of locks");
     for datname in database_names(snapshot) {
         for mode in LOCK_MODES {
-            let count: f64 = snapshot.locks.iter().filter(|l| l.datname == datname && l.mode == mode).map(|l| l.count).sum();
-            batch.push("pg_locks_count", &labels.with(&[("datname", datname), ("mode", mode)]), count);
+            let count: f64 = snapshot
+                .locks
+                .iter()
+                .filter(|l| l.datname == datname && l.mode == mode)
+                .map(|l| l.count)
+                .sum();
+            batch.push(
+                "pg_locks_count",
+                &labels.with(&[("datname", datname), ("mode", mode)]),
+                count,
+            );
         }
     }
-    batch.family("pg_database_size_bytes", MetricKind::Gauge, "Disk space used by the database");
+    batch.family(
+        "pg_database_size_bytes",
+        MetricKind::Gauge,
+        "Disk space used by the database",
+    );
     for (datname, size) in sizes {
-        batch.push("pg_database_size_bytes", &labels.with(&[("datname", datname)]), *size);
+        batch.push(
+            "pg_database_size_bytes",
+            &labels.with(&[("datname", datname)]),
+            *size,
+        );
     }
-    batch.family("prismwatch_postgres_locks_waiting", MetricKind::Gauge, "Lock requests not granted yet, by lock mode.");
+    batch.family(
+        "prismwatch_postgres_locks_waiting",
+        MetricKind::Gauge,
+        "Lock requests not granted yet, by lock mode.",
+    );
     for lock in &snapshot.waiting_locks {
-        batch.push("prismwatch_postgres_locks_waiting", &labels.with(&[("mode", &lock.mode)]), lock.count);
+        batch.push(
+            "prismwatch_postgres_locks_waiting",
+            &labels.with(&[("mode", &lock.mode)]),
+            lock.count,
+        );
     }
-    batch.family("prismwatch_postgres_replica_lag_bytes", MetricKind::Gauge, "WAL bytes a replica has not replayed yet, seen from its upstream.");
-    batch.family("prismwatch_postgres_replica_replay_lag_seconds", MetricKind::Gauge, "Replay lag of a replica reported by its upstream.");
+    batch.family(
+        "prismwatch_postgres_replica_lag_bytes",
+        MetricKind::Gauge,
+        "WAL bytes a replica has not replayed yet, seen from its upstream.",
+    );
+    batch.family(
+        "prismwatch_postgres_replica_replay_lag_seconds",
+        MetricKind::Gauge,
+        "Replay lag of a replica reported by its upstream.",
+    );
     for replica in &snapshot.replicas {
         let extra = [
             ("application_name", replica.application_name.as_str()),
@@ -295,79 +352,205 @@ pub fn emit(
             ("state", replica.state.as_str()),
         ];
         if let Some(lag) = replica.lag_bytes {
-            batch.push("prismwatch_postgres_replica_lag_bytes", &labels.with(&extra), lag);
+            batch.push(
+                "prismwatch_postgres_replica_lag_bytes",
+                &labels.with(&extra),
+                lag,
+            );
         }
-        batch.push("prismwatch_postgres_replica_replay_lag_seconds", &labels.with(&extra), replica.replay_lag);
+        batch.push(
+            "prismwatch_postgres_replica_replay_lag_seconds",
+            &labels.with(&extra),
+            replica.replay_lag,
+        );
     }
 }
 
 /// Names of the databases (pg_stat_database without the shared row), for zero-filled series.
 fn database_names(snapshot: &Snapshot) -> impl Iterator<Item = &str> {
-    snapshot.databases.iter().filter(|d| d.datid != 0).map(|d| d.datname.as_str())
+    snapshot
+        .databases
+        .iter()
+        .filter(|d| d.datid != 0)
+        .map(|d| d.datname.as_str())
 }
 
 fn emit_activity(snapshot: &Snapshot, labels: &TargetLabels, batch: &mut Batch) {
-    batch.family("pg_stat_activity_count", MetricKind::Gauge, "number of connections in this state");
-    batch.family("pg_stat_activity_max_tx_duration", MetricKind::Gauge, "max duration in seconds any active transaction has been running");
+    batch.family(
+        "pg_stat_activity_count",
+        MetricKind::Gauge,
+        "number of connections in this state",
+    );
+    batch.family(
+        "pg_stat_activity_max_tx_duration",
+        MetricKind::Gauge,
+        "max duration in seconds any active transaction has been running",
+    );
     for datname in database_names(snapshot) {
         for state in ACTIVITY_STATES {
-            let row = snapshot.activity.iter().find(|r| r.datname == datname && r.state == state);
+            let row = snapshot
+                .activity
+                .iter()
+                .find(|r| r.datname == datname && r.state == state);
             let extra = [("datname", datname), ("state", state)];
-            batch.push("pg_stat_activity_count", &labels.with(&extra), row.map_or(0.0, |r| r.count));
-            batch.push("pg_stat_activity_max_tx_duration", &labels.with(&extra), row.map_or(0.0, |r| r.max_tx));
+            batch.push(
+                "pg_stat_activity_count",
+                &labels.with(&extra),
+                row.map_or(0.0, |r| r.count),
+            );
+            batch.push(
+                "pg_stat_activity_max_tx_duration",
+                &labels.with(&extra),
+                row.map_or(0.0, |r| r.max_tx),
+            );
         }
     }
     let sessions = &snapshot.sessions;
     // Slots a client can take: superuser and (PostgreSQL 16+) reserved slots are not for clients.
-    let usable = (snapshot.max_connections - snapshot.superuser_reserved - snapshot.reserved).max(1.0);
-    let longest = sessions.long_running.iter().map(|l| l.seconds).fold(0.0, f64::max);
+    let usable =
+        (snapshot.max_connections - snapshot.superuser_reserved - snapshot.reserved).max(1.0);
+    let longest = sessions
+        .long_running
+        .iter()
+        .map(|l| l.seconds)
+        .fold(0.0, f64::max);
     let gauges = [
-        ("prismwatch_postgres_client_connections", "Client backends connected.", sessions.client),
-        ("prismwatch_postgres_connection_slots", "Connection slots available to clients: max_connections minus reserved slots.", usable),
-        ("prismwatch_postgres_connection_saturation_ratio", "Client backends over the connection slots available to them (1 = full).", sessions.client / usable),
-        ("prismwatch_postgres_oldest_query_seconds", "Age of the oldest statement running now (0 when none).", sessions.oldest_query),
-        ("prismwatch_postgres_idle_in_transaction_sessions", "Sessions idle inside an open transaction.", sessions.idle_in_tx),
-        ("prismwatch_postgres_idle_in_transaction_max_seconds", "Longest time a session has been idle inside an open transaction.", sessions.idle_in_tx_max),
-        ("prismwatch_postgres_blocked_sessions", "Sessions waiting for a lock.", sessions.blocked),
-        ("prismwatch_postgres_long_running_queries", "Active statements running longer than the long-running threshold.", sessions.long_running.len() as f64),
-        ("prismwatch_postgres_longest_query_seconds", "Run time of the longest statement past the long-running threshold (0 when none).", longest),
+        (
+            "prismwatch_postgres_client_connections",
+            "Client backends connected.",
+            sessions.client,
+        ),
+        (
+            "prismwatch_postgres_connection_slots",
+            "Connection slots available to clients: max_connections minus reserved slots.",
+            usable,
+        ),
+        (
+            "prismwatch_postgres_connection_saturation_ratio",
+            "Client backends over the connection slots available to them (1 = full).",
+            sessions.client / usable,
+        ),
+        (
+            "prismwatch_postgres_oldest_query_seconds",
+            "Age of the oldest statement running now (0 when none).",
+            sessions.oldest_query,
+        ),
+        (
+            "prismwatch_postgres_idle_in_transaction_sessions",
+            "Sessions idle inside an open transaction.",
+            sessions.idle_in_tx,
+        ),
+        (
+            "prismwatch_postgres_idle_in_transaction_max_seconds",
+            "Longest time a session has been idle inside an open transaction.",
+            sessions.idle_in_tx_max,
+        ),
+        (
+            "prismwatch_postgres_blocked_sessions",
+            "Sessions waiting for a lock.",
+            sessions.blocked,
+        ),
+        (
+            "prismwatch_postgres_long_running_queries",
+            "Active statements running longer than the long-running threshold.",
+            sessions.long_running.len() as f64,
+        ),
+        (
+            "prismwatch_postgres_longest_query_seconds",
+            "Run time of the longest statement past the long-running threshold (0 when none).",
+            longest,
+        ),
     ];
     for (name, help, value) in gauges {
         batch.single_labelled(name, MetricKind::Gauge, help, &labels.with(&[]), value);
     }
-    batch.family("prismwatch_postgres_waiting_sessions", MetricKind::Gauge, "Sessions waiting, by database and wait event type.");
+    batch.family(
+        "prismwatch_postgres_waiting_sessions",
+        MetricKind::Gauge,
+        "Sessions waiting, by database and wait event type.",
+    );
     for row in &snapshot.waiting_by_type {
-        let extra = [("datname", row.datname.as_str()), ("wait_event_type", row.wait_event_type.as_str())];
-        batch.push("prismwatch_postgres_waiting_sessions", &labels.with(&extra), row.count);
+        let extra = [
+            ("datname", row.datname.as_str()),
+            ("wait_event_type", row.wait_event_type.as_str()),
+        ];
+        batch.push(
+            "prismwatch_postgres_waiting_sessions",
+            &labels.with(&extra),
+            row.count,
+        );
     }
 }
 
-fn emit_databases(snapshot: &Snapshot, labels: &TargetLabels, previous: &mut HashMap<i64, (f64, f64)>, batch: &mut Batch) {
-    batch.family("pg_stat_database_numbackends", MetricKind::Gauge, "Number of backends currently connected to this database");
+fn emit_databases(
+    snapshot: &Snapshot,
+    labels: &TargetLabels,
+    previous: &mut HashMap<i64, (f64, f64)>,
+    batch: &mut Batch,
+) {
+    batch.family(
+        "pg_stat_database_numbackends",
+        MetricKind::Gauge,
+        "Number of backends currently connected to this database",
+    );
     for (column, help) in DATABASE_COUNTERS {
-        batch.family(&format!("pg_stat_database_{column}"), MetricKind::Counter, help);
+        batch.family(
+            &format!("pg_stat_database_{column}"),
+            MetricKind::Counter,
+            help,
+        );
     }
-    batch.family("prismwatch_postgres_cache_hit_ratio", MetricKind::Gauge, "Buffer cache hits over hits plus reads in the last interval (1 when idle).");
-    batch.family("prismwatch_postgres_cache_hit_ratio_since_reset", MetricKind::Gauge, "Buffer cache hits over hits plus reads since the statistics were reset.");
-    let ratio = |hit: f64, read: f64| if hit + read > 0.0 { hit / (hit + read) } else { 1.0 };
+    batch.family(
+        "prismwatch_postgres_cache_hit_ratio",
+        MetricKind::Gauge,
+        "Buffer cache hits over hits plus reads in the last interval (1 when idle).",
+    );
+    batch.family(
+        "prismwatch_postgres_cache_hit_ratio_since_reset",
+        MetricKind::Gauge,
+        "Buffer cache hits over hits plus reads since the statistics were reset.",
+    );
+    let ratio = |hit: f64, read: f64| {
+        if hit + read > 0.0 {
+            hit / (hit + read)
+        } else {
+            1.0
+        }
+    };
     let mut seen = HashMap::new();
     for db in &snapshot.databases {
         let datid = db.datid.to_string();
         let extra = [("datid", datid.as_str()), ("datname", db.datname.as_str())];
-        batch.push("pg_stat_database_numbackends", &labels.with(&extra), db.numbackends);
+        batch.push(
+            "pg_stat_database_numbackends",
+            &labels.with(&extra),
+            db.numbackends,
+        );
         for (column, _) in DATABASE_COUNTERS {
-            batch.push(&format!("pg_stat_database_{column}"), &labels.with(&extra), db.counter(column));
+            batch.push(
+                &format!("pg_stat_database_{column}"),
+                &labels.with(&extra),
+                db.counter(column),
+            );
         }
         if db.datid == 0 {
             continue;
         }
         let name = [("datname", db.datname.as_str())];
-        batch.push("prismwatch_postgres_cache_hit_ratio_since_reset", &labels.with(&name), ratio(db.blks_hit, db.blks_read));
+        batch.push(
+            "prismwatch_postgres_cache_hit_ratio_since_reset",
+            &labels.with(&name),
+            ratio(db.blks_hit, db.blks_read),
+        );
         if let Some(&(hit, read)) = previous.get(&db.datid)
             && db.blks_hit >= hit
             && db.blks_read >= read
         {
-            batch.push("prismwatch_postgres_cache_hit_ratio", &labels.with(&name), ratio(db.blks_hit - hit, db.blks_read - read));
+            batch.push(
+                "prismwatch_postgres_cache_hit_ratio",
+                &labels.with(&name),
+                ratio(db.blks_hit - hit, db.blks_read - read),
+            );
         }
         seen.insert(db.datid, (db.blks_hit, db.blks_read));
     }

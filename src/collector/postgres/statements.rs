@@ -3,12 +3,13 @@
 
 use std::collections::HashMap;
 
-/// Identity of a pg_stat_statements entry as we label it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Identity of a pg_stat_statements entry: oids, not names, so tracking hundreds of entries
+/// every interval allocates nothing; names are looked up for the few entries exported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StatementKey {
     pub queryid: i64,
-    pub user: String,
-    pub datname: String,
+    pub userid: i64,
+    pub dbid: i64,
 }
 
 /// Cumulative figures of one entry (times in milliseconds, as PostgreSQL reports them).
@@ -57,36 +58,49 @@ pub struct StatementDelta {
 /// Remembers the previous totals of every entry.
 #[derive(Debug, Default)]
 pub struct StatementTracker {
-    previous: HashMap<StatementKey, StatementTotals>,
+    /// Totals and the generation that last saw the entry.
+    previous: HashMap<StatementKey, (StatementTotals, u64)>,
+    generation: u64,
     primed: bool,
 }
 
 impl StatementTracker {
-    /// Takes the current rows and returns each entry's change since the last call, or `None`
-    /// the first time (there is no interval yet). An entry whose calls went down was reset
-    /// (`pg_stat_statements_reset()`, or evicted and re-added): its whole current total counts
-    /// as the interval's. Entries that disappeared are forgotten, so memory follows
-    /// `pg_stat_statements.max`.
+    /// Takes the current rows and returns the entries called since the last call with their
+    /// change, or `None` the first time (there is no interval yet). An entry whose calls went
+    /// down was reset (`pg_stat_statements_reset()`, or evicted and re-added): its whole current
+    /// total counts as the interval's. Entries that disappeared are forgotten, so memory follows
+    /// `pg_stat_statements.max`. Known entries are updated in place: a collection allocates only
+    /// for entries that are new or were called.
     pub fn update(
         &mut self,
         current: Vec<(StatementKey, StatementTotals)>,
     ) -> Option<Vec<StatementDelta>> {
+        self.generation += 1;
+        let generation = self.generation;
         let primed = self.primed;
-        let mut deltas = Vec::with_capacity(current.len());
-        let mut next = HashMap::with_capacity(current.len());
+        let mut deltas = Vec::new();
         for (key, totals) in current {
-            let delta = match self.previous.get(&key) {
-                Some(previous) if totals.calls >= previous.calls => totals.minus(previous),
-                _ => totals,
+            let delta = match self.previous.get_mut(&key) {
+                Some((previous, seen)) => {
+                    let delta = if totals.calls >= previous.calls {
+                        totals.minus(previous)
+                    } else {
+                        totals
+                    };
+                    *previous = totals;
+                    *seen = generation;
+                    delta
+                }
+                None => {
+                    self.previous.insert(key, (totals, generation));
+                    totals
+                }
             };
-            deltas.push(StatementDelta {
-                key: key.clone(),
-                totals,
-                delta,
-            });
-            next.insert(key, totals);
+            if primed && delta.calls > 0.0 {
+                deltas.push(StatementDelta { key, totals, delta });
+            }
         }
-        self.previous = next;
+        self.previous.retain(|_, (_, seen)| *seen == generation);
         self.primed = true;
         primed.then_some(deltas)
     }
@@ -118,8 +132,8 @@ mod tests {
     fn key(queryid: i64) -> StatementKey {
         StatementKey {
             queryid,
-            user: "app".into(),
-            datname: "db".into(),
+            userid: 10,
+            dbid: 5,
         }
     }
 
