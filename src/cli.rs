@@ -35,7 +35,7 @@ pub struct Cli {
     pub state_dir: Option<PathBuf>,
 
     /// Rule file or directory; repeatable (added to the file's rules).
-    #[arg(long = "rules", value_name = "PATH")]
+    #[arg(long = "rules", value_name = "PATH", global = true)]
     pub rules: Vec<PathBuf>,
 
     /// Host collection interval, e.g. 1s or 15s (overrides host.interval).
@@ -70,12 +70,27 @@ pub enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Prometheus rule files: validation (evaluation is not built yet).
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Print this month's AI spend per model and label, the forecast and a daily chart, from
     /// the state directory (works while the daemon runs or not).
     Spend {
         /// Print JSON instead of the table.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Check rule files (or directories of them): every expression parsed, every template
+    /// checked; reports every error and exits non-zero on any.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -112,6 +127,9 @@ pub fn main() -> ExitCode {
     match &cli.command {
         Some(Command::CheckConfig { file }) => check_config(file, &cli.overrides()),
         Some(Command::Spend { json }) => spend(&cli, *json),
+        Some(Command::Rules {
+            command: RulesCommand::Check { files },
+        }) => rules_check(files),
         None => run_daemon(&cli),
     }
 }
@@ -141,6 +159,46 @@ fn check_config(file: &std::path::Path, overrides: &Overrides) -> ExitCode {
             eprintln!("{} error(s) in {}", errors.0.len(), file.display());
             ExitCode::FAILURE
         }
+    }
+}
+
+fn rules_check(paths: &[PathBuf]) -> ExitCode {
+    let files = crate::rules::rule_files(paths);
+    let mut failed = 0;
+    for file in &files {
+        match crate::rules::load_file(file) {
+            Ok(groups) => {
+                let rules: usize = groups.iter().map(|g| g.rules.len()).sum();
+                println!(
+                    "{}: {rules} rules in {} groups",
+                    file.display(),
+                    groups.len()
+                );
+            }
+            Err(errors) => {
+                failed += 1;
+                for error in errors {
+                    eprintln!("{error}");
+                }
+            }
+        }
+    }
+    if files.is_empty() {
+        eprintln!(
+            "no rule files found in {}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return ExitCode::FAILURE;
+    }
+    if failed > 0 {
+        eprintln!("{failed} of {} files have errors", files.len());
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -73,6 +73,13 @@ pub async fn run(
     spawn_upkeep(telemetry, &tracker, &shutdown);
     spawn_watchdog(&history, &tracker, &shutdown);
     record_reload(true);
+    if !config.rules.is_empty() {
+        let (groups, _) = crate::rules::load(&config.rules);
+        warn!(
+            groups = groups.len(),
+            "Rule files are validated but not evaluated yet: local rule evaluation is not built. Load them into Prometheus meanwhile."
+        );
+    }
     info!(
         listen = %config.web.listen,
         config = %config.origin,

@@ -13,5 +13,6 @@ pub mod history;
 pub mod http;
 pub mod logging;
 pub mod model;
+pub mod rules;
 pub mod spend;
 pub mod telemetry;

@@ -125,6 +125,26 @@ fn target_errors_name_the_table_and_never_echo_the_dsn() {
 }
 
 #[test]
+fn broken_rule_files_make_the_config_invalid() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rule = dir.path().join("bad.yml");
+    std::fs::write(
+        &rule,
+        "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up ==\n",
+    )
+    .expect("write");
+    let (code, report) = check_config(&format!("rules = [\"{}\"]\n", rule.display()));
+    assert_ne!(code, 0, "{report}");
+    assert!(
+        report.contains("group \"g\": rule \"A\": expr:"),
+        "{report}"
+    );
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/rules");
+    let (code, report) = check_config(&format!("rules = [\"{shipped}\"]\n"));
+    assert_eq!(code, 0, "{report}");
+}
+
+#[test]
 fn every_error_is_reported_at_once() {
     let (code, report) =
         check_config("[host]\ninterval = \"5s\"\ntimeout = \"9s\"\n[history]\nmax_series = -1\n");

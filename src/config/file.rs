@@ -420,6 +420,21 @@ pub fn validate(
             ));
         }
     }
+    // Rule files must load (every expression parses, every template checks) for the
+    // configuration to be valid, so `check-config` catches a broken rule too.
+    let existing: Vec<PathBuf> = rules.iter().filter(|p| p.exists()).cloned().collect();
+    for problem in crate::rules::load(&existing).1 {
+        errors.push(ConfigError {
+            origin: problem.file.display().to_string(),
+            position: None,
+            key: None,
+            message: problem
+                .to_string()
+                .trim_start_matches(&format!("{}: ", problem.file.display()))
+                .to_string(),
+            hint: Some("check it with `prismwatch rules check FILE`".into()),
+        });
+    }
     let state_dir = overrides
         .state_dir
         .clone()

@@ -1,0 +1,268 @@
+//! Prometheus rule files: loading and validation. Every rule's expression is parsed with
+//! promql-parser and every template checked when the file loads; errors name the file, the
+//! group and the rule. Evaluation over the history is the next step (see the issues).
+
+pub mod duration;
+pub mod template;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// One problem in a rule file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleError {
+    pub file: PathBuf,
+    pub group: Option<String>,
+    pub rule: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(group) = &self.group {
+            write!(f, ": group {group:?}")?;
+        }
+        if let Some(rule) = &self.rule {
+            write!(f, ": rule {rule:?}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// A loaded, validated group.
+#[derive(Clone, Debug)]
+pub struct Group {
+    pub file: PathBuf,
+    pub name: String,
+    pub interval: Option<Duration>,
+    pub limit: u64,
+    pub rules: Vec<Rule>,
+}
+
+/// A loaded, validated rule.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    pub kind: RuleKind,
+    /// The expression as written.
+    pub expr: String,
+    pub parsed: promql_parser::parser::Expr,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RuleKind {
+    Alert {
+        name: String,
+        hold: Duration,
+        keep_firing_for: Duration,
+        annotations: BTreeMap<String, String>,
+    },
+    Record {
+        name: String,
+    },
+}
+
+impl Rule {
+    pub fn name(&self) -> &str {
+        match &self.kind {
+            RuleKind::Alert { name, .. } | RuleKind::Record { name } => name,
+        }
+    }
+}
+
+/// The file format (Prometheus' `groups:`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    groups: Vec<GroupSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupSection {
+    name: String,
+    interval: Option<String>,
+    #[serde(default)]
+    limit: u64,
+    #[serde(default)]
+    rules: Vec<RuleSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleSection {
+    alert: Option<String>,
+    record: Option<String>,
+    expr: String,
+    #[serde(rename = "for")]
+    hold: Option<String>,
+    keep_firing_for: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+/// Rule files named by `paths`: files as given, directories by their `*.yml` and `*.yaml`.
+pub fn rule_files(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .map(|entries| {
+                    entries
+                        .filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    files
+}
+
+/// Loads every file, returning the valid groups and every error found (not just the first).
+pub fn load(paths: &[PathBuf]) -> (Vec<Group>, Vec<RuleError>) {
+    let mut groups = Vec::new();
+    let mut errors = Vec::new();
+    for file in rule_files(paths) {
+        match load_file(&file) {
+            Ok(loaded) => groups.extend(loaded),
+            Err(mut problems) => errors.append(&mut problems),
+        }
+    }
+    (groups, errors)
+}
+
+/// Loads one file; all of its problems are reported together.
+pub fn load_file(file: &Path) -> Result<Vec<Group>, Vec<RuleError>> {
+    let error = |group: Option<&str>, rule: Option<&str>, message: String| RuleError {
+        file: file.to_path_buf(),
+        group: group.map(str::to_string),
+        rule: rule.map(str::to_string),
+        message,
+    };
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| vec![error(None, None, format!("cannot read the file: {e}"))])?;
+    let parsed: RuleFile =
+        serde_saphyr::from_str(&text).map_err(|e| vec![error(None, None, e.to_string())])?;
+    let mut errors = Vec::new();
+    let mut groups = Vec::new();
+    let mut names = std::collections::BTreeSet::new();
+    for section in parsed.groups {
+        let group_name = section.name.clone();
+        if !names.insert(group_name.clone()) {
+            errors.push(error(
+                Some(&group_name),
+                None,
+                "the group name is used twice in this file".into(),
+            ));
+        }
+        let interval = match section.interval.as_deref().map(duration::parse) {
+            None => None,
+            Some(Ok(d)) => Some(d),
+            Some(Err(message)) => {
+                errors.push(error(
+                    Some(&group_name),
+                    None,
+                    format!("interval: {message}"),
+                ));
+                None
+            }
+        };
+        let mut rules = Vec::new();
+        for (index, rule) in section.rules.into_iter().enumerate() {
+            let label = rule
+                .alert
+                .clone()
+                .or(rule.record.clone())
+                .unwrap_or_else(|| format!("#{}", index + 1));
+            match check_rule(rule) {
+                Ok(rule) => rules.push(rule),
+                Err(problems) => errors.extend(
+                    problems
+                        .into_iter()
+                        .map(|m| error(Some(&group_name), Some(&label), m)),
+                ),
+            }
+        }
+        groups.push(Group {
+            file: file.to_path_buf(),
+            name: group_name,
+            interval,
+            limit: section.limit,
+            rules,
+        });
+    }
+    if errors.is_empty() {
+        Ok(groups)
+    } else {
+        Err(errors)
+    }
+}
+
+fn check_rule(rule: RuleSection) -> Result<Rule, Vec<String>> {
+    let mut problems = Vec::new();
+    let parsed = match promql_parser::parser::parse(&rule.expr) {
+        Ok(expr) => Some(expr),
+        Err(message) => {
+            problems.push(format!("expr: {message} in `{}`", rule.expr.trim()));
+            None
+        }
+    };
+    let mut duration_of =
+        |field: &str, value: &Option<String>| match value.as_deref().map(duration::parse) {
+            None => Duration::ZERO,
+            Some(Ok(d)) => d,
+            Some(Err(message)) => {
+                problems.push(format!("{field}: {message}"));
+                Duration::ZERO
+            }
+        };
+    let hold = duration_of("for", &rule.hold);
+    let keep_firing_for = duration_of("keep_firing_for", &rule.keep_firing_for);
+    for (key, value) in rule.labels.iter().chain(rule.annotations.iter()) {
+        if let Err(message) = template::check(value) {
+            problems.push(format!("{key}: {message}"));
+        }
+    }
+    let kind = match (rule.alert, rule.record) {
+        (Some(name), None) => Some(RuleKind::Alert {
+            name,
+            hold,
+            keep_firing_for,
+            annotations: rule.annotations,
+        }),
+        (None, Some(name)) => {
+            if rule.hold.is_some() || rule.keep_firing_for.is_some() || !rule.annotations.is_empty()
+            {
+                problems
+                    .push("a recording rule takes no for, keep_firing_for or annotations".into());
+            }
+            Some(RuleKind::Record { name })
+        }
+        _ => {
+            problems.push("a rule needs exactly one of `alert` or `record`".into());
+            None
+        }
+    };
+    match (kind, parsed) {
+        (Some(kind), Some(parsed)) if problems.is_empty() => Ok(Rule {
+            kind,
+            expr: rule.expr,
+            parsed,
+            labels: rule.labels,
+        }),
+        _ => Err(problems),
+    }
+}

@@ -1,0 +1,83 @@
+//! `prismwatch rules check`: the shipped rules and the community rule files load unchanged;
+//! broken files get every error, named by file, group and rule, and a non-zero exit.
+
+use std::process::Command;
+
+fn rules_check(paths: &[&str]) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_prismwatch"))
+        .args(["rules", "check"])
+        .args(paths)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run rules check");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn shipped_and_community_rules_load_unchanged() {
+    let (code, text) = rules_check(&["rules", "tests/compat"]);
+    assert_eq!(code, 0, "{text}");
+    for file in [
+        "rules/host.yml",
+        "rules/postgres.yml",
+        "rules/redis.yml",
+        "rules/ai-spend.yml",
+        "tests/compat/node-exporter.yml",
+        "tests/compat/postgres-exporter.yml",
+        "tests/compat/oliver006-redis-exporter.yml",
+        "tests/compat/spreaker-pgbouncer-exporter.yml",
+    ] {
+        assert!(
+            text.contains(&format!("{file}: ")),
+            "{file} not reported:\n{text}"
+        );
+    }
+    assert!(!text.contains(": 0 rules"), "{text}");
+}
+
+#[test]
+fn every_error_is_named_by_file_group_and_rule() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("broken.yml");
+    std::fs::write(
+        &path,
+        r#"groups:
+  - name: broken
+    rules:
+      - alert: BadExpr
+        expr: rate(node_cpu_seconds_total[5m]
+      - alert: BadFor
+        expr: up == 0
+        for: 5 minutes
+      - alert: BadTemplate
+        expr: up == 0
+        annotations:
+          summary: "{{ $value | nosuchfunc }}"
+      - record: job:up:sum
+        expr: sum(up)
+        for: 1m
+"#,
+    )
+    .expect("write");
+    let file = path.display().to_string();
+    let (code, text) = rules_check(&[&file]);
+    assert_ne!(code, 0);
+    for expected in [
+        format!("{file}: group \"broken\": rule \"BadExpr\": expr:"),
+        format!("{file}: group \"broken\": rule \"BadFor\": for: invalid duration `5 minutes`"),
+        format!(
+            "{file}: group \"broken\": rule \"BadTemplate\": summary: template function `nosuchfunc` is not supported"
+        ),
+        format!("{file}: group \"broken\": rule \"job:up:sum\": a recording rule takes no for"),
+    ] {
+        assert!(text.contains(&expected), "missing `{expected}` in:\n{text}");
+    }
+    let (code, text) = rules_check(&["/nonexistent/rules.yml"]);
+    assert_ne!(code, 0);
+    assert!(text.contains("cannot read the file"), "{text}");
+}
