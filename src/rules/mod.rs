@@ -2,6 +2,7 @@
 //! promql-parser and every template checked when the file loads; errors name the file, the
 //! group and the rule. Evaluation over the history is the next step (see the issues).
 
+pub mod alert;
 pub mod duration;
 pub mod template;
 
