@@ -28,6 +28,14 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
 }
 
 fn describe() {
+    describe_counter!(
+        "prismwatch_ai_ingest_events_total",
+        "Usage events accepted, by ingest path (otlp, json)."
+    );
+    describe_counter!(
+        "prismwatch_ai_ingest_rejected_total",
+        "Ingest requests refused, by reason (unauthorized, too_large, malformed)."
+    );
     describe_gauge!(
         "prismwatch_build_info",
         "A metric with a constant '1' value labeled by the prismwatch version."

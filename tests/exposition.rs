@@ -26,22 +26,32 @@ fn promtool_finds_only_inherited_naming_lints() {
     // Every collector on: host, PostgreSQL (with top statements), PgBouncer and Redis.
     let postgres = common::servers::Postgres::start();
     let bouncer = common::servers::Pgbouncer::start(&postgres, 2);
-    let redis = common::servers::Redis::start(&[]);
+    let redis = common::servers::Redis::start(&["--maxmemory", "64mb"]);
+    // PostgreSQL and Redis every second, so their per-interval figures exist after two
+    // collections; a budget, so the budget families exist.
+    let config = format!(
+        "[ai]\nmonthly_budget_dollars = 100.0\ninterval = \"500ms\"\n[[postgres]]\ndsn = \"{}\"\ninterval = \"1s\"\n[[redis]]\nurl = \"{}\"\ninterval = \"1s\"\n",
+        postgres.dsn("postgres"),
+        redis.url()
+    );
     let daemon = Daemon::start_ready(
-        None,
-        &[
-            "--host-interval",
-            "1s",
-            "--postgres",
-            &postgres.dsn("postgres"),
-            "--pgbouncer",
-            &bouncer.admin_dsn(),
-            "--redis",
-            &redis.url(),
-        ],
+        Some(&config),
+        &["--host-interval", "1s", "--pgbouncer", &bouncer.admin_dsn()],
     );
     postgres.psql("postgres", "SELECT pg_sleep(0.1)");
-    std::thread::sleep(std::time::Duration::from_millis(1_500));
+    // AI usage too, so the spend families exist.
+    let usage = r#"{"events":[{"provider":"google","model":"gemini-2.5-flash","input_tokens":10,"output_tokens":5,"latency_ms":300,"cache_hit":false}]}"#;
+    assert_eq!(
+        daemon
+            .post("/api/v1/ai/usage", &[], usage.as_bytes())
+            .status,
+        200
+    );
+    common::wait_for(&daemon, "second collections", 15, |e| {
+        !e.keys_of("pg_stat_statements_calls_total").is_empty()
+            && !e.keys_of("prismwatch_redis_keyspace_hit_ratio").is_empty()
+            && !e.keys_of("prismwatch_postgres_cache_hit_ratio").is_empty()
+    });
     // Scrape twice so the scrape-duration histogram has been observed.
     let _ = daemon.get("/metrics", &[]);
     let body = daemon.get("/metrics", &[]).body;
@@ -73,8 +83,51 @@ fn promtool_finds_only_inherited_naming_lints() {
         "promtool problems:\n{}",
         problems.join("\n")
     );
-    // It did read the exposition: the camelCase lints are there.
+    // It did read the exposition: the camelCase lints are there, and every collector's metrics.
     assert!(report.contains("node_memory_MemTotal_bytes"), "{report}");
+    for family in [
+        "pg_stat_database_xact_commit",
+        "pg_stat_statements_calls_total",
+        "pgbouncer_pools_client_active_connections",
+        "redis_keyspace_hits_total",
+        "prismwatch_ai_tokens_total",
+        "prismwatch_ai_request_duration_seconds",
+    ] {
+        assert!(
+            body.contains(&format!("# TYPE {family} ")),
+            "{family} missing from the exposition"
+        );
+    }
+
+    // Every metric the shipped dashboard queries is exported.
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/dashboards/prismwatch-overview.json"
+    ))
+    .expect("dashboard");
+    let json: serde_json::Value = serde_json::from_str(&dashboard).expect("dashboard JSON");
+    let mut names = std::collections::BTreeSet::new();
+    for panel in json["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().unwrap_or("");
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')) {
+                if ["prismwatch_", "pg_", "pgbouncer_", "redis_", "node_"]
+                    .iter()
+                    .any(|p| word.starts_with(p))
+                {
+                    names.insert(word.to_string());
+                }
+            }
+        }
+    }
+    assert!(names.len() >= 15, "{names:?}");
+    for name in names {
+        assert!(
+            body.lines()
+                .any(|l| l.starts_with(&name) && l[name.len()..].starts_with(['{', ' '])),
+            "the dashboard queries {name}, which is not exported"
+        );
+    }
 }
 
 #[test]
