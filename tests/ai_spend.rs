@@ -218,6 +218,17 @@ fn hostile_input_is_refused_or_folded_and_nothing_else_is_lost() {
     let big = format!(r#"{{"events":[{}]}}"#, vec![event("a"); 60].join(","));
     assert!(big.len() > 4096);
     assert_eq!(post_usage(&daemon, &big).status, 413);
+    // A gzip bomb: about 1 KiB on the wire, 1 MiB inflated, refused without inflating it all.
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut encoder, &vec![b' '; 1 << 20]).expect("gzip");
+    let bomb = encoder.finish().expect("gzip");
+    assert!(bomb.len() < 4096);
+    let response = daemon.post(
+        "/api/v1/ai/usage",
+        &[("Authorization", &bearer()), ("Content-Encoding", "gzip")],
+        &bomb,
+    );
+    assert_eq!(response.status, 413);
     // High cardinality: ten features, three kept, the rest folded into "other" and counted.
     let many: Vec<String> = (0..10).map(|i| event(&format!("f{i}"))).collect();
     assert_eq!(
@@ -489,4 +500,40 @@ fn a_sql_source_counts_each_usage_row_once() {
         ),
         (3_500.0 * 2.50 + 350.0 * 10.0) / 1e6
     ));
+}
+
+#[test]
+fn otlp_json_feeds_the_same_counters() {
+    let daemon = Daemon::start_ready(Some(&config("")), &[]);
+    let body = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"gen_ai.client.token.usage","histogram":{"aggregationTemporality":1,
+        "dataPoints":[{"startTimeUnixNano":"1","timeUnixNano":"2","count":"1","sum":700,"attributes":[
+        {"key":"gen_ai.token.type","value":{"stringValue":"input"}},{"key":"gen_ai.system","value":{"stringValue":"openai"}},
+        {"key":"gen_ai.request.model","value":{"stringValue":"gpt-4o-mini"}}]}]}}]}]}]}"#;
+    let response = daemon.post(
+        "/v1/metrics",
+        &[
+            ("Authorization", &bearer()),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    );
+    assert_eq!((response.status, response.body.as_str()), (200, "{}"));
+    let key = r#"prismwatch_ai_tokens_total{model="gpt-4o-mini",provider="openai",type="input"}"#;
+    let e = wait_for(&daemon, "the OTLP/JSON tokens", 10, |e| {
+        e.value(key) == Some(700.0)
+    });
+    assert!(close(
+        e.value(r#"prismwatch_ai_cost_dollars_total{model="gpt-4o-mini",provider="openai"}"#),
+        700.0 * 0.15 / 1e6
+    ));
+    let bad = daemon.post(
+        "/v1/metrics",
+        &[
+            ("Authorization", &bearer()),
+            ("Content-Type", "application/json"),
+        ],
+        b"{\"resourceMetrics\": 5}",
+    );
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("invalid OTLP JSON"), "{}", bad.body);
 }
