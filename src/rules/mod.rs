@@ -4,6 +4,7 @@
 
 pub mod alert;
 pub mod duration;
+pub mod eval;
 pub mod template;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,636 @@
+//! A first PromQL evaluator over the history, Prometheus 3 semantics (left-open ranges and
+//! lookback, staleness markers honoured), for the constructs alerting rules use most. Not yet
+//! wired into the daemon: rule evaluation, matching modifiers beyond on/ignoring, subqueries and
+//! the remaining functions come next, and anything not handled is an error naming the construct,
+//! never a silently wrong answer.
+
+use std::collections::BTreeMap;
+
+use promql_parser::label::MatchOp;
+use promql_parser::parser::{
+    AggregateExpr, BinaryExpr, Call, Expr, LabelModifier, MatrixSelector, Offset, VectorSelector,
+};
+
+use crate::history::History;
+use crate::model::{Labels, is_stale_marker};
+
+/// Prometheus' default lookback for instant selectors.
+pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
+
+/// Sorted label pairs, `__name__` included when the series still has a name.
+pub type LabelSet = Vec<(String, String)>;
+
+/// Samples `(ms, value)` of one series.
+pub type Samples = Vec<(i64, f64)>;
+
+/// A range vector: series with their samples.
+pub type RangeVector = Vec<(LabelSet, Samples)>;
+
+/// A function of one series' samples and the range width (ms).
+type SeriesFunction<'a> = &'a dyn Fn(&[(i64, f64)], i64) -> Option<f64>;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Scalar(f64),
+    Vector(Vec<(LabelSet, f64)>),
+    Matrix(RangeVector),
+}
+
+/// Evaluates `expr` at `ts` (milliseconds) over `history`.
+pub fn eval(history: &History, expr: &Expr, ts: i64) -> Result<Value, String> {
+    match expr {
+        Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
+        Expr::Paren(p) => eval(history, &p.expr, ts),
+        Expr::Unary(u) => match eval(history, &u.expr, ts)? {
+            Value::Scalar(v) => Ok(Value::Scalar(-v)),
+            Value::Vector(v) => Ok(Value::Vector(
+                v.into_iter().map(|(l, x)| (drop_name(l), -x)).collect(),
+            )),
+            Value::Matrix(_) => Err("unary minus on a range vector".into()),
+        },
+        Expr::VectorSelector(vs) => Ok(Value::Vector(instant(history, vs, ts)?)),
+        Expr::MatrixSelector(ms) => Ok(Value::Matrix(range(history, ms, ts)?)),
+        Expr::Call(call) => call_function(history, call, ts),
+        Expr::Aggregate(agg) => aggregate(history, agg, ts),
+        Expr::Binary(bin) => binary(history, bin, ts),
+        other => Err(format!("`{other}` is not supported by the evaluator yet")),
+    }
+}
+
+fn offset_ms(offset: &Option<Offset>) -> i64 {
+    match offset {
+        Some(Offset::Pos(d)) => d.as_millis() as i64,
+        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+        None => 0,
+    }
+}
+
+fn metric_name(vs: &VectorSelector) -> Result<String, String> {
+    vs.name
+        .clone()
+        .or_else(|| {
+            vs.matchers
+                .matchers
+                .iter()
+                .find(|m| m.name == "__name__" && matches!(m.op, MatchOp::Equal))
+                .map(|m| m.value.clone())
+        })
+        .ok_or_else(|| format!("selector `{vs}` without a metric name is not supported yet"))
+}
+
+fn selects(vs: &VectorSelector, labels: &Labels) -> bool {
+    vs.matchers
+        .matchers
+        .iter()
+        .all(|m| m.is_match(labels.get(&m.name).unwrap_or("")))
+}
+
+fn pairs(labels: &Labels) -> LabelSet {
+    labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Samples in `(start, end]` per matching series, stale markers removed.
+fn series_in(
+    history: &History,
+    vs: &VectorSelector,
+    start: i64,
+    end: i64,
+) -> Result<RangeVector, String> {
+    if vs.at.is_some() || !vs.matchers.or_matchers.is_empty() {
+        return Err(format!(
+            "`{vs}`: the @ modifier and `or` matchers are not supported yet"
+        ));
+    }
+    let name = metric_name(vs)?;
+    Ok(history
+        .select(&name, |labels| selects(vs, labels), start + 1, end)
+        .into_iter()
+        .map(|range| {
+            (
+                pairs(&range.labels),
+                range
+                    .samples
+                    .into_iter()
+                    .filter(|(_, v)| !is_stale_marker(*v))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .filter(|(_, samples)| !samples.is_empty())
+        .collect())
+}
+
+fn instant(
+    history: &History,
+    vs: &VectorSelector,
+    ts: i64,
+) -> Result<Vec<(LabelSet, f64)>, String> {
+    let at = ts - offset_ms(&vs.offset);
+    let name = metric_name(vs)?;
+    if vs.at.is_some() {
+        return Err(format!("`{vs}`: the @ modifier is not supported yet"));
+    }
+    // The newest sample in the lookback window, unless it is a staleness marker.
+    Ok(history
+        .select(
+            &name,
+            |labels| selects(vs, labels),
+            at - LOOKBACK_MS + 1,
+            at,
+        )
+        .into_iter()
+        .filter_map(|range| {
+            let (_, value) = *range.samples.last()?;
+            (!is_stale_marker(value)).then(|| (pairs(&range.labels), value))
+        })
+        .collect())
+}
+
+fn range(history: &History, ms: &MatrixSelector, ts: i64) -> Result<RangeVector, String> {
+    let end = ts - offset_ms(&ms.vs.offset);
+    series_in(history, &ms.vs, end - ms.range.as_millis() as i64, end)
+}
+
+fn drop_name(mut labels: LabelSet) -> LabelSet {
+    labels.retain(|(k, _)| k != "__name__");
+    labels
+}
+
+fn call_function(history: &History, call: &Call, ts: i64) -> Result<Value, String> {
+    let name = call.func.name;
+    let args = &call.args.args;
+    let matrix = |index: usize| -> Result<(RangeVector, i64), String> {
+        match args.get(index).map(|a| a.as_ref()) {
+            Some(Expr::MatrixSelector(ms)) => {
+                Ok((range(history, ms, ts)?, ms.range.as_millis() as i64))
+            }
+            _ => Err(format!(
+                "{name}(): expected a range selector such as x[5m] (subqueries are not supported yet)"
+            )),
+        }
+    };
+    let per_series = |f: SeriesFunction<'_>| -> Result<Value, String> {
+        let (series, width) = matrix(0)?;
+        Ok(Value::Vector(
+            series
+                .into_iter()
+                .filter_map(|(l, s)| f(&s, width).map(|v| (drop_name(l), v)))
+                .collect(),
+        ))
+    };
+    match name {
+        "rate" => per_series(&|s, w| extrapolated(s, ts, w, true, true)),
+        "increase" => per_series(&|s, w| extrapolated(s, ts, w, true, false)),
+        "delta" => per_series(&|s, w| extrapolated(s, ts, w, false, false)),
+        "irate" => per_series(&|s, _| {
+            let [.., (t1, v1), (t2, v2)] = s else {
+                return None;
+            };
+            let diff = if v2 < v1 { *v2 } else { v2 - v1 };
+            Some(diff / ((t2 - t1) as f64 / 1000.0))
+        }),
+        "changes" => {
+            per_series(&|s, _| Some(s.windows(2).filter(|w| w[0].1 != w[1].1).count() as f64))
+        }
+        "resets" => {
+            per_series(&|s, _| Some(s.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64))
+        }
+        "avg_over_time" => {
+            per_series(&|s, _| Some(s.iter().map(|x| x.1).sum::<f64>() / s.len() as f64))
+        }
+        "sum_over_time" => per_series(&|s, _| Some(s.iter().map(|x| x.1).sum())),
+        "min_over_time" => per_series(&|s, _| s.iter().map(|x| x.1).reduce(f64::min)),
+        "max_over_time" => per_series(&|s, _| s.iter().map(|x| x.1).reduce(f64::max)),
+        "count_over_time" => per_series(&|s, _| Some(s.len() as f64)),
+        "last_over_time" => {
+            // Keeps the metric name, as Prometheus does.
+            let (series, _) = matrix(0)?;
+            Ok(Value::Vector(
+                series
+                    .into_iter()
+                    .filter_map(|(l, s)| s.last().map(|x| (l, x.1)))
+                    .collect(),
+            ))
+        }
+        "abs" | "ceil" | "floor" => {
+            let f = match name {
+                "abs" => f64::abs,
+                "ceil" => f64::ceil,
+                _ => f64::floor,
+            };
+            match args.first().map(|a| eval(history, a, ts)).transpose()? {
+                Some(Value::Vector(v)) => Ok(Value::Vector(
+                    v.into_iter().map(|(l, x)| (drop_name(l), f(x))).collect(),
+                )),
+                _ => Err(format!("{name}(): expected an instant vector")),
+            }
+        }
+        "time" => Ok(Value::Scalar(ts as f64 / 1000.0)),
+        "vector" => match args.first().map(|a| eval(history, a, ts)).transpose()? {
+            Some(Value::Scalar(v)) => Ok(Value::Vector(vec![(Vec::new(), v)])),
+            _ => Err("vector(): expected a scalar".into()),
+        },
+        "scalar" => match args.first().map(|a| eval(history, a, ts)).transpose()? {
+            Some(Value::Vector(v)) if v.len() == 1 => Ok(Value::Scalar(v[0].1)),
+            Some(Value::Vector(_)) => Ok(Value::Scalar(f64::NAN)),
+            _ => Err("scalar(): expected an instant vector".into()),
+        },
+        other => Err(format!(
+            "function {other}() is not supported by the evaluator yet"
+        )),
+    }
+}
+
+/// Prometheus' `extrapolatedRate`: the change over the samples in the window, extrapolated to
+/// the window's edges (by at most half a sample interval, and not below zero for counters).
+fn extrapolated(
+    samples: &[(i64, f64)],
+    ts: i64,
+    width_ms: i64,
+    counter: bool,
+    per_second: bool,
+) -> Option<f64> {
+    let [(first_t, first_v), .., (last_t, last_v)] = samples else {
+        return None;
+    };
+    let mut result = last_v - first_v;
+    if counter {
+        for pair in samples.windows(2) {
+            if pair[1].1 < pair[0].1 {
+                result += pair[0].1;
+            }
+        }
+    }
+    let range_start = (ts - width_ms) as f64 / 1000.0;
+    let range_end = ts as f64 / 1000.0;
+    let (first_s, last_s) = (*first_t as f64 / 1000.0, *last_t as f64 / 1000.0);
+    let sampled = last_s - first_s;
+    let average = sampled / (samples.len() - 1) as f64;
+    let mut to_start = first_s - range_start;
+    let to_end = range_end - last_s;
+    if counter && result > 0.0 && *first_v >= 0.0 {
+        let to_zero = sampled * (first_v / result);
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    let threshold = average * 1.1;
+    let mut interval = sampled;
+    interval += if to_start < threshold {
+        to_start
+    } else {
+        average / 2.0
+    };
+    interval += if to_end < threshold {
+        to_end
+    } else {
+        average / 2.0
+    };
+    let mut factor = interval / sampled;
+    if per_second {
+        factor /= width_ms as f64 / 1000.0;
+    }
+    Some(result * factor)
+}
+
+fn grouping(labels: &LabelSet, modifier: &Option<LabelModifier>) -> LabelSet {
+    match modifier {
+        None => Vec::new(),
+        Some(LabelModifier::Include(names)) => labels
+            .iter()
+            .filter(|(k, _)| names.labels.contains(k))
+            .cloned()
+            .collect(),
+        Some(LabelModifier::Exclude(names)) => labels
+            .iter()
+            .filter(|(k, _)| k != "__name__" && !names.labels.contains(k))
+            .cloned()
+            .collect(),
+    }
+}
+
+fn aggregate(history: &History, agg: &AggregateExpr, ts: i64) -> Result<Value, String> {
+    let op = agg.op.to_string();
+    if agg.param.is_some() {
+        return Err(format!(
+            "{op}() with a parameter is not supported by the evaluator yet"
+        ));
+    }
+    let Value::Vector(input) = eval(history, &agg.expr, ts)? else {
+        return Err(format!("{op}(): expected an instant vector"));
+    };
+    let mut groups: BTreeMap<LabelSet, Vec<f64>> = BTreeMap::new();
+    for (labels, value) in input {
+        groups
+            .entry(grouping(&labels, &agg.modifier))
+            .or_default()
+            .push(value);
+    }
+    let mut out = Vec::new();
+    for (labels, values) in groups {
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let value = match op.as_str() {
+            "sum" => values.iter().sum(),
+            "avg" => mean,
+            "min" => values.iter().copied().fold(f64::INFINITY, f64::min),
+            "max" => values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            "count" => n,
+            "group" => 1.0,
+            "stdvar" => values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n,
+            "stddev" => (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt(),
+            other => {
+                return Err(format!(
+                    "aggregation {other}() is not supported by the evaluator yet"
+                ));
+            }
+        };
+        out.push((labels, value));
+    }
+    Ok(Value::Vector(out))
+}
+
+fn binary(history: &History, bin: &BinaryExpr, ts: i64) -> Result<Value, String> {
+    let op = bin.op.to_string();
+    let modifier = bin.modifier.as_ref();
+    let return_bool = modifier.is_some_and(|m| m.return_bool);
+    let comparison = bin.op.is_comparison_operator();
+    let apply = |a: f64, b: f64| -> Option<f64> {
+        let value = match op.as_str() {
+            "+" => a + b,
+            "-" => a - b,
+            "*" => a * b,
+            "/" => a / b,
+            "%" => a % b,
+            "^" => a.powf(b),
+            "==" => f64::from(u8::from(a == b)),
+            "!=" => f64::from(u8::from(a != b)),
+            ">" => f64::from(u8::from(a > b)),
+            "<" => f64::from(u8::from(a < b)),
+            ">=" => f64::from(u8::from(a >= b)),
+            "<=" => f64::from(u8::from(a <= b)),
+            _ => return None,
+        };
+        Some(value)
+    };
+    let lhs = eval(history, &bin.lhs, ts)?;
+    let rhs = eval(history, &bin.rhs, ts)?;
+    // Comparison without bool filters (keeping the left value); with bool it yields 0/1.
+    let result = |left: f64, right: f64, keep: f64| -> Option<f64> {
+        let value = apply(left, right)?;
+        if comparison && !return_bool {
+            (value == 1.0).then_some(keep)
+        } else {
+            Some(value)
+        }
+    };
+    match (lhs, rhs) {
+        (Value::Scalar(a), Value::Scalar(b)) => apply(a, b)
+            .map(Value::Scalar)
+            .ok_or_else(|| format!("operator {op} between scalars")),
+        (Value::Vector(v), Value::Scalar(s)) => Ok(Value::Vector(
+            v.into_iter()
+                .filter_map(|(l, x)| {
+                    result(x, s, x).map(|r| {
+                        (
+                            if comparison && !return_bool {
+                                l
+                            } else {
+                                drop_name(l)
+                            },
+                            r,
+                        )
+                    })
+                })
+                .collect(),
+        )),
+        (Value::Scalar(s), Value::Vector(v)) => Ok(Value::Vector(
+            v.into_iter()
+                .filter_map(|(l, x)| {
+                    result(s, x, x).map(|r| {
+                        (
+                            if comparison && !return_bool {
+                                l
+                            } else {
+                                drop_name(l)
+                            },
+                            r,
+                        )
+                    })
+                })
+                .collect(),
+        )),
+        (Value::Vector(left), Value::Vector(right)) => {
+            vector_vector(&op, bin, left, right, &result)
+        }
+        _ => Err(format!("operator {op} on range vectors")),
+    }
+}
+
+fn signature(labels: &LabelSet, matching: Option<&LabelModifier>) -> LabelSet {
+    match matching {
+        Some(LabelModifier::Include(names)) => labels
+            .iter()
+            .filter(|(k, _)| names.labels.contains(k))
+            .cloned()
+            .collect(),
+        Some(LabelModifier::Exclude(names)) => labels
+            .iter()
+            .filter(|(k, _)| k != "__name__" && !names.labels.contains(k))
+            .cloned()
+            .collect(),
+        None => labels
+            .iter()
+            .filter(|(k, _)| k != "__name__")
+            .cloned()
+            .collect(),
+    }
+}
+
+fn vector_vector(
+    op: &str,
+    bin: &BinaryExpr,
+    left: Vec<(LabelSet, f64)>,
+    right: Vec<(LabelSet, f64)>,
+    result: &dyn Fn(f64, f64, f64) -> Option<f64>,
+) -> Result<Value, String> {
+    let modifier = bin.modifier.as_ref();
+    let matching = modifier.and_then(|m| m.matching.as_ref());
+    if let Some(m) = modifier
+        && matches!(
+            m.card,
+            promql_parser::parser::VectorMatchCardinality::ManyToOne(_)
+                | promql_parser::parser::VectorMatchCardinality::OneToMany(_)
+        )
+    {
+        return Err(format!(
+            "group_left/group_right are not supported by the evaluator yet (operator {op})"
+        ));
+    }
+    let right_by: BTreeMap<LabelSet, (LabelSet, f64)> = right
+        .into_iter()
+        .map(|(l, v)| (signature(&l, matching), (l, v)))
+        .collect();
+    match op {
+        "and" => Ok(Value::Vector(
+            left.into_iter()
+                .filter(|(l, _)| right_by.contains_key(&signature(l, matching)))
+                .collect(),
+        )),
+        "unless" => Ok(Value::Vector(
+            left.into_iter()
+                .filter(|(l, _)| !right_by.contains_key(&signature(l, matching)))
+                .collect(),
+        )),
+        "or" => {
+            let left_signatures: std::collections::BTreeSet<LabelSet> =
+                left.iter().map(|(l, _)| signature(l, matching)).collect();
+            let mut out = left;
+            out.extend(
+                right_by
+                    .into_iter()
+                    .filter(|(s, _)| !left_signatures.contains(s))
+                    .map(|(_, lv)| lv),
+            );
+            Ok(Value::Vector(out))
+        }
+        _ => {
+            let filter =
+                bin.op.is_comparison_operator() && !modifier.is_some_and(|m| m.return_bool);
+            let mut out = Vec::new();
+            for (labels, value) in left {
+                let signature = signature(&labels, matching);
+                if let Some((_, other)) = right_by.get(&signature)
+                    && let Some(v) = result(value, *other, value)
+                {
+                    // Results take the left side's labels, minus the name unless filtering,
+                    // restricted to the `on` labels when `on` is given.
+                    let labels = match matching {
+                        Some(LabelModifier::Include(_)) if !filter => signature,
+                        _ if filter => labels,
+                        _ => drop_name(labels),
+                    };
+                    out.push((labels, v));
+                }
+            }
+            Ok(Value::Vector(out))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::HistoryLimits;
+    use crate::model::{Batch, MetricKind};
+
+    /// A history with `http_requests_total{job="api",instance=i}` growing by `rate_per_s * 15`
+    /// every 15 s from 0 s to 30 min, and a gauge `up`.
+    fn history() -> History {
+        let mut history = History::new(HistoryLimits::default());
+        for step in 0..=120 {
+            let ts = step * 15_000;
+            let mut batch = Batch::new();
+            batch.family("http_requests_total", MetricKind::Counter, "requests");
+            batch.push(
+                "http_requests_total",
+                &[("job", "api"), ("instance", "a")],
+                step as f64 * 15.0,
+            );
+            batch.push(
+                "http_requests_total",
+                &[("job", "api"), ("instance", "b")],
+                step as f64 * 30.0,
+            );
+            batch.family("up", MetricKind::Gauge, "up");
+            batch.push("up", &[("job", "api"), ("instance", "a")], 1.0);
+            batch.push("up", &[("job", "api"), ("instance", "b")], 0.0);
+            history.ingest("t", ts, batch);
+        }
+        history
+    }
+
+    fn check(expr: &str, ts: i64) -> Vec<(String, f64)> {
+        let parsed = promql_parser::parser::parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
+        match eval(&history(), &parsed, ts).unwrap_or_else(|e| panic!("{expr}: {e}")) {
+            Value::Vector(v) => v
+                .into_iter()
+                .map(|(l, x)| (format!("{l:?}"), (x * 1e9).round() / 1e9))
+                .collect(),
+            Value::Scalar(x) => vec![("scalar".to_string(), x)],
+            Value::Matrix(m) => m
+                .into_iter()
+                .map(|(l, s)| (format!("{l:?}"), s.len() as f64))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn rate_and_increase_match_prometheus_extrapolation() {
+        // 1 and 2 per second; samples 15 s apart, window off the sample grid.
+        let at = 20 * 60_000 + 7_500;
+        let rates: Vec<f64> = check("rate(http_requests_total[5m])", at)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(rates, vec![1.0, 2.0]);
+        let increase: Vec<f64> = check(r#"increase(http_requests_total{instance="a"}[5m])"#, at)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(increase, vec![300.0]);
+    }
+
+    #[test]
+    fn aggregation_comparison_and_set_operators() {
+        let at = 20 * 60_000 + 7_500;
+        assert_eq!(
+            check("sum by (job) (rate(http_requests_total[5m]))", at),
+            vec![(r#"[("job", "api")]"#.to_string(), 3.0)]
+        );
+        assert_eq!(check("up == 0", at).len(), 1);
+        assert_eq!(
+            check("up == bool 0", at)
+                .iter()
+                .map(|(_, v)| *v)
+                .collect::<Vec<_>>(),
+            vec![0.0, 1.0]
+        );
+        assert_eq!(check("count(up)", at)[0].1, 2.0);
+        assert_eq!(
+            check(
+                r#"rate(http_requests_total[5m]) > 1.5 and on (instance) up == 0"#,
+                at
+            )
+            .len(),
+            1
+        );
+        assert_eq!(
+            check(
+                r#"up unless on (instance) rate(http_requests_total[5m]) > 1.5"#,
+                at
+            )
+            .len(),
+            1
+        );
+        assert_eq!(check("time()", at)[0].1, at as f64 / 1000.0);
+    }
+
+    #[test]
+    fn stale_and_old_samples_drop_out_of_instant_selectors() {
+        // Last sample at 30 min; five minutes later it is out of the lookback window.
+        assert_eq!(check("up", 30 * 60_000 + 4 * 60_000).len(), 2);
+        assert!(check("up", 30 * 60_000 + 5 * 60_000).is_empty());
+    }
+
+    #[test]
+    fn unsupported_constructs_are_named() {
+        let parsed = promql_parser::parser::parse("topk(1, up)").unwrap_or_else(|e| panic!("{e}"));
+        assert!(eval(&history(), &parsed, 0).is_err_and(|e| e.contains("topk")));
+        let parsed = promql_parser::parser::parse("histogram_quantile(0.9, up)")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(eval(&history(), &parsed, 0).is_err_and(|e| e.contains("histogram_quantile")));
+    }
+}
