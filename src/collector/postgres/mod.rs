@@ -114,12 +114,9 @@ impl PostgresCollector {
                 version
             }
         };
-        let sql = if version >= 140_000 {
-            snapshot::SNAPSHOT_SQL_14
-        } else {
-            snapshot::SNAPSHOT_SQL_10
-        };
-        let text: String = sqlx::query_scalar(sql)
+        // The text only depends on the version, so sqlx's statement cache prepares it once.
+        let sql = snapshot::snapshot_sql(version);
+        let text: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(self.target.long_running_threshold.as_secs_f64())
             .fetch_one(&mut *connection)
             .await

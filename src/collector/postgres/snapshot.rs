@@ -10,10 +10,20 @@ use crate::collector::TargetLabels;
 use crate::model::{Batch, MetricKind};
 
 /// The snapshot query for PostgreSQL 14 and newer (`pg_stat_activity.query_id` exists).
-pub const SNAPSHOT_SQL_14: &str = include_str!("snapshot.sql");
+pub const SNAPSHOT_SQL: &str = include_str!("snapshot.sql");
 
-/// The same for PostgreSQL 10 to 13, without `query_id`.
-pub const SNAPSHOT_SQL_10: &str = include_str!("snapshot_pg10.sql");
+/// The snapshot query for a server version: before 14 `query_id` does not exist and is NULL.
+pub fn snapshot_sql(version_num: i64) -> String {
+    if version_num >= 140_000 {
+        SNAPSHOT_SQL.to_string()
+    } else {
+        SNAPSHOT_SQL.replacen(
+            "         query_id\n",
+            "         NULL::bigint AS query_id\n",
+            1,
+        )
+    }
+}
 
 /// The decoded snapshot.
 #[derive(Debug, Deserialize)]
@@ -560,6 +570,14 @@ fn emit_databases(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pre_14_query_has_no_query_id_column() {
+        let old = snapshot_sql(130_000);
+        assert!(old.contains("NULL::bigint AS query_id"));
+        assert!(!old.contains("         query_id\n"));
+        assert_eq!(snapshot_sql(150_000), SNAPSHOT_SQL);
+    }
 
     #[test]
     fn short_version_follows_postgres_exporter() {

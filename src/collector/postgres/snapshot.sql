@@ -1,4 +1,5 @@
--- prismwatch: one snapshot of a PostgreSQL server as one JSON document (PostgreSQL 14+).
+-- prismwatch: one snapshot of a PostgreSQL server as one JSON document (PostgreSQL 10+; before
+-- 14 the collector replaces the query_id column by NULL, see snapshot_sql()).
 -- $1: the long-running threshold in seconds.
 -- Each statistics view is read once; zero rows (every database times every state or lock
 -- mode, as postgres_exporter reports them) are filled in by the collector, not built here.
