@@ -63,6 +63,13 @@ pub fn format_value(value: f64, out: &mut String) {
     }
 }
 
+/// A sample value as text, formatted as on the exposition (`+Inf`, `NaN`, `1`, `0.5`).
+pub fn format_value_string(value: f64) -> String {
+    let mut out = String::new();
+    format_value(value, &mut out);
+    out
+}
+
 fn escape_help(text: &str, out: &mut String) {
     for c in text.chars() {
         match c {

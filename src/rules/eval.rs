@@ -237,10 +237,142 @@ fn call_function(history: &History, call: &Call, ts: i64) -> Result<Value, Strin
             Some(Value::Vector(_)) => Ok(Value::Scalar(f64::NAN)),
             _ => Err("scalar(): expected an instant vector".into()),
         },
+        "deriv" => per_series(&|s, _| {
+            let first = s.first()?.0;
+            linear_regression(s, first).map(|(slope, _)| slope)
+        }),
+        "predict_linear" => {
+            let seconds = scalar_arg(history, args.get(1).map(|a| a.as_ref()), ts, name)?;
+            per_series(&|s, _| {
+                linear_regression(s, ts).map(|(slope, intercept)| intercept + slope * seconds)
+            })
+        }
+        "stddev_over_time" | "stdvar_over_time" => {
+            let root = name == "stddev_over_time";
+            per_series(&|s, _| {
+                let n = s.len() as f64;
+                let mean = s.iter().map(|x| x.1).sum::<f64>() / n;
+                let variance = s.iter().map(|x| (x.1 - mean).powi(2)).sum::<f64>() / n;
+                Some(if root { variance.sqrt() } else { variance })
+            })
+        }
+        "absent_over_time" => {
+            let (series, _) = matrix(0)?;
+            let labels = match args.first().map(|a| a.as_ref()) {
+                Some(Expr::MatrixSelector(ms)) => absent_labels(&ms.vs),
+                _ => Vec::new(),
+            };
+            Ok(Value::Vector(if series.is_empty() {
+                vec![(labels, 1.0)]
+            } else {
+                Vec::new()
+            }))
+        }
+        "absent" => {
+            let Some(arg) = args.first() else {
+                return Err("absent(): expected an instant vector".into());
+            };
+            let Value::Vector(v) = eval(history, arg, ts)? else {
+                return Err("absent(): expected an instant vector".into());
+            };
+            let labels = match arg.as_ref() {
+                Expr::VectorSelector(vs) => absent_labels(vs),
+                _ => Vec::new(),
+            };
+            Ok(Value::Vector(if v.is_empty() {
+                vec![(labels, 1.0)]
+            } else {
+                Vec::new()
+            }))
+        }
+        "clamp" | "clamp_min" | "clamp_max" | "round" => {
+            let Some(Value::Vector(v)) = args.first().map(|a| eval(history, a, ts)).transpose()?
+            else {
+                return Err(format!("{name}(): expected an instant vector"));
+            };
+            let arg = |i: usize| scalar_arg(history, args.get(i).map(|a| a.as_ref()), ts, name);
+            let f: Box<dyn Fn(f64) -> f64> = match name {
+                "clamp" => {
+                    let (low, high) = (arg(1)?, arg(2)?);
+                    if low > high {
+                        return Ok(Value::Vector(Vec::new()));
+                    }
+                    Box::new(move |x| x.max(low).min(high))
+                }
+                "clamp_min" => {
+                    let low = arg(1)?;
+                    Box::new(move |x| x.max(low))
+                }
+                "clamp_max" => {
+                    let high = arg(1)?;
+                    Box::new(move |x| x.min(high))
+                }
+                _ => {
+                    let to = if args.len() > 1 { arg(1)? } else { 1.0 };
+                    // Prometheus rounds half up: floor(x / to + 0.5) * to.
+                    Box::new(move |x| (x / to + 0.5).floor() * to)
+                }
+            };
+            Ok(Value::Vector(
+                v.into_iter().map(|(l, x)| (drop_name(l), f(x))).collect(),
+            ))
+        }
         other => Err(format!(
             "function {other}() is not supported by the evaluator yet"
         )),
     }
+}
+
+/// The value of a scalar argument (a number or an expression that yields one).
+fn scalar_arg(
+    history: &History,
+    arg: Option<&Expr>,
+    ts: i64,
+    function: &str,
+) -> Result<f64, String> {
+    match arg.map(|a| eval(history, a, ts)).transpose()? {
+        Some(Value::Scalar(v)) => Ok(v),
+        _ => Err(format!("{function}(): expected a scalar argument")),
+    }
+}
+
+/// The labels `absent()` returns: the selector's equality matchers, name excluded.
+fn absent_labels(vs: &VectorSelector) -> LabelSet {
+    let mut labels: LabelSet = vs
+        .matchers
+        .matchers
+        .iter()
+        .filter(|m| m.name != "__name__" && matches!(m.op, MatchOp::Equal))
+        .map(|m| (m.name.clone(), m.value.clone()))
+        .collect();
+    labels.sort();
+    labels.dedup_by(|a, b| a.0 == b.0);
+    labels
+}
+
+/// Least-squares slope (per second) and the intercept at `intercept_ms`, as Prometheus'
+/// `linearRegression`; a constant series has slope 0.
+fn linear_regression(samples: &[(i64, f64)], intercept_ms: i64) -> Option<(f64, f64)> {
+    if samples.len() < 2 {
+        return None;
+    }
+    let n = samples.len() as f64;
+    let (mut sum_x, mut sum_y, mut sum_xy, mut sum_x2) = (0.0, 0.0, 0.0, 0.0);
+    let constant = samples.iter().all(|s| s.1 == samples[0].1);
+    for &(t, v) in samples {
+        let x = (t - intercept_ms) as f64 / 1000.0;
+        sum_x += x;
+        sum_y += v;
+        sum_xy += x * v;
+        sum_x2 += x * x;
+    }
+    if constant {
+        return Some((0.0, samples[0].1));
+    }
+    let covariance = sum_xy - sum_x * sum_y / n;
+    let variance = sum_x2 - sum_x * sum_x / n;
+    let slope = covariance / variance;
+    Some((slope, sum_y / n - slope * sum_x / n))
 }
 
 /// Prometheus' `extrapolatedRate`: the change over the samples in the window, extrapolated to
@@ -313,14 +445,12 @@ fn grouping(labels: &LabelSet, modifier: &Option<LabelModifier>) -> LabelSet {
 
 fn aggregate(history: &History, agg: &AggregateExpr, ts: i64) -> Result<Value, String> {
     let op = agg.op.to_string();
-    if agg.param.is_some() {
-        return Err(format!(
-            "{op}() with a parameter is not supported by the evaluator yet"
-        ));
-    }
     let Value::Vector(input) = eval(history, &agg.expr, ts)? else {
         return Err(format!("{op}(): expected an instant vector"));
     };
+    if let Some(param) = &agg.param {
+        return aggregate_with_parameter(history, &op, param, &agg.modifier, input, ts);
+    }
     let mut groups: BTreeMap<LabelSet, Vec<f64>> = BTreeMap::new();
     for (labels, value) in input {
         groups
@@ -350,6 +480,99 @@ fn aggregate(history: &History, agg: &AggregateExpr, ts: i64) -> Result<Value, S
         out.push((labels, value));
     }
     Ok(Value::Vector(out))
+}
+
+/// topk, bottomk (keep whole series, labels included), quantile and count_values.
+fn aggregate_with_parameter(
+    history: &History,
+    op: &str,
+    param: &Expr,
+    modifier: &Option<LabelModifier>,
+    input: Vec<(LabelSet, f64)>,
+    ts: i64,
+) -> Result<Value, String> {
+    let mut groups: BTreeMap<LabelSet, Vec<(LabelSet, f64)>> = BTreeMap::new();
+    for (labels, value) in input {
+        groups
+            .entry(grouping(&labels, modifier))
+            .or_default()
+            .push((labels, value));
+    }
+    match op {
+        "topk" | "bottomk" => {
+            let k = scalar_arg(history, Some(param), ts, op)?;
+            let k = if k.is_finite() && k >= 1.0 {
+                k as usize
+            } else {
+                0
+            };
+            let mut out = Vec::new();
+            for (_, mut members) in groups {
+                members.sort_by(|a, b| {
+                    if op == "topk" {
+                        b.1.total_cmp(&a.1)
+                    } else {
+                        a.1.total_cmp(&b.1)
+                    }
+                });
+                members.truncate(k);
+                out.extend(members);
+            }
+            Ok(Value::Vector(out))
+        }
+        "quantile" => {
+            let q = scalar_arg(history, Some(param), ts, op)?;
+            let out = groups
+                .into_iter()
+                .map(|(labels, members)| {
+                    let mut values: Vec<f64> = members.into_iter().map(|m| m.1).collect();
+                    values.sort_by(f64::total_cmp);
+                    (labels, quantile(q, &values))
+                })
+                .collect();
+            Ok(Value::Vector(out))
+        }
+        "count_values" => {
+            let Expr::StringLiteral(label) = param else {
+                return Err("count_values(): expected a label name string".into());
+            };
+            let mut counts: BTreeMap<LabelSet, f64> = BTreeMap::new();
+            for (group, members) in groups {
+                for (_, value) in members {
+                    let mut labels = group.clone();
+                    labels.retain(|(k, _)| *k != label.val);
+                    labels.push((
+                        label.val.clone(),
+                        crate::exposition::format_value_string(value),
+                    ));
+                    labels.sort();
+                    *counts.entry(labels).or_default() += 1.0;
+                }
+            }
+            Ok(Value::Vector(counts.into_iter().collect()))
+        }
+        other => Err(format!(
+            "aggregation {other}() with a parameter is not supported by the evaluator yet"
+        )),
+    }
+}
+
+/// Prometheus' quantile: linear interpolation between ranks, -Inf/+Inf outside [0, 1].
+fn quantile(q: f64, sorted: &[f64]) -> f64 {
+    if sorted.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    let rank = q * (sorted.len() - 1) as f64;
+    let lower = rank.floor() as usize;
+    let upper = (lower + 1).min(sorted.len() - 1);
+    let weight = rank - rank.floor();
+    sorted[lower] * (1.0 - weight) + sorted[upper] * weight
 }
 
 fn binary(history: &History, bin: &BinaryExpr, ts: i64) -> Result<Value, String> {
@@ -619,6 +842,60 @@ mod tests {
     }
 
     #[test]
+    fn regression_clamp_round_and_absent() {
+        let at = 20 * 60_000 + 7_500;
+        // Counter a grows 1/s: deriv 1, and in an hour it will have grown by 3600 from now's fit.
+        let deriv = check(r#"deriv(http_requests_total{instance="a"}[10m])"#, at);
+        assert_eq!(deriv[0].1, 1.0);
+        let predicted = check(
+            r#"predict_linear(http_requests_total{instance="a"}[10m], 3600)"#,
+            at,
+        );
+        assert_eq!(predicted[0].1, at as f64 / 1000.0 + 3600.0);
+        assert_eq!(
+            check(r#"clamp_max(rate(http_requests_total[5m]), 1.5)"#, at)
+                .iter()
+                .map(|x| x.1)
+                .collect::<Vec<_>>(),
+            vec![1.0, 1.5]
+        );
+        assert_eq!(
+            check(r#"round(rate(http_requests_total[5m]) / 4, 0.5)"#, at)
+                .iter()
+                .map(|x| x.1)
+                .collect::<Vec<_>>(),
+            vec![0.5, 0.5]
+        );
+        assert_eq!(
+            check(r#"absent(nosuch{job="api"})"#, at),
+            vec![(r#"[("job", "api")]"#.to_string(), 1.0)]
+        );
+        assert!(check(r#"absent(up{job="api"})"#, at).is_empty());
+        assert_eq!(check(r#"absent_over_time(nosuch[5m])"#, at).len(), 1);
+        assert_eq!(
+            check(r#"stddev_over_time(up{instance="a"}[5m])"#, at)[0].1,
+            0.0
+        );
+    }
+
+    #[test]
+    fn topk_quantile_and_count_values() {
+        let at = 20 * 60_000 + 7_500;
+        let top = check("topk(1, rate(http_requests_total[5m]))", at);
+        assert_eq!(
+            top,
+            vec![(r#"[("instance", "b"), ("job", "api")]"#.to_string(), 2.0)]
+        );
+        assert_eq!(check("bottomk(1, up)", at)[0].1, 0.0);
+        assert_eq!(
+            check("quantile(0.5, rate(http_requests_total[5m]))", at)[0].1,
+            1.5
+        );
+        assert_eq!(check(r#"count_values("v", up)"#, at).len(), 2);
+        assert_eq!(quantile(0.9, &[1.0, 2.0, 3.0, 4.0, 5.0]), 4.6);
+    }
+
+    #[test]
     fn stale_and_old_samples_drop_out_of_instant_selectors() {
         // Last sample at 30 min; five minutes later it is out of the lookback window.
         assert_eq!(check("up", 30 * 60_000 + 4 * 60_000).len(), 2);
@@ -627,8 +904,9 @@ mod tests {
 
     #[test]
     fn unsupported_constructs_are_named() {
-        let parsed = promql_parser::parser::parse("topk(1, up)").unwrap_or_else(|e| panic!("{e}"));
-        assert!(eval(&history(), &parsed, 0).is_err_and(|e| e.contains("topk")));
+        let parsed = promql_parser::parser::parse("up * on (instance) group_left (job) up")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(eval(&history(), &parsed, 0).is_err_and(|e| e.contains("group_left")));
         let parsed = promql_parser::parser::parse("histogram_quantile(0.9, up)")
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(eval(&history(), &parsed, 0).is_err_and(|e| e.contains("histogram_quantile")));
