@@ -679,18 +679,53 @@ fn vector_vector(
     right: Vec<(LabelSet, f64)>,
     result: &dyn Fn(f64, f64, f64) -> Option<f64>,
 ) -> Result<Value, String> {
+    use promql_parser::parser::VectorMatchCardinality;
     let modifier = bin.modifier.as_ref();
     let matching = modifier.and_then(|m| m.matching.as_ref());
+    let filter = bin.op.is_comparison_operator() && !modifier.is_some_and(|m| m.return_bool);
+    // Many-to-one (group_left) and one-to-many (group_right): the "many" side keeps its labels,
+    // plus the listed labels copied from the "one" side, whose signatures must be unique.
     if let Some(m) = modifier
-        && matches!(
-            m.card,
-            promql_parser::parser::VectorMatchCardinality::ManyToOne(_)
-                | promql_parser::parser::VectorMatchCardinality::OneToMany(_)
-        )
+        && let VectorMatchCardinality::ManyToOne(include)
+        | VectorMatchCardinality::OneToMany(include) = &m.card
     {
-        return Err(format!(
-            "group_left/group_right are not supported by the evaluator yet (operator {op})"
-        ));
+        let left_is_many = matches!(m.card, VectorMatchCardinality::ManyToOne(_));
+        let (many, one) = if left_is_many {
+            (left, right)
+        } else {
+            (right, left)
+        };
+        let mut one_by: BTreeMap<LabelSet, (LabelSet, f64)> = BTreeMap::new();
+        for (labels, value) in one {
+            let key = signature(&labels, matching);
+            if one_by.insert(key, (labels, value)).is_some() {
+                return Err(format!(
+                    "{op}: many-to-many matching not allowed: the \"one\" side has duplicate series for a match group"
+                ));
+            }
+        }
+        let mut out = Vec::new();
+        for (labels, value) in many {
+            let Some((one_labels, one_value)) = one_by.get(&signature(&labels, matching)) else {
+                continue;
+            };
+            let (l, r) = if left_is_many {
+                (value, *one_value)
+            } else {
+                (*one_value, value)
+            };
+            let Some(v) = result(l, r, l) else { continue };
+            let mut labels = if filter { labels } else { drop_name(labels) };
+            for name in &include.labels {
+                labels.retain(|(k, _)| k != name);
+                if let Some((_, copied)) = one_labels.iter().find(|(k, _)| k == name) {
+                    labels.push((name.clone(), copied.clone()));
+                }
+            }
+            labels.sort();
+            out.push((labels, v));
+        }
+        return Ok(Value::Vector(out));
     }
     let right_by: BTreeMap<LabelSet, (LabelSet, f64)> = right
         .into_iter()
@@ -720,8 +755,6 @@ fn vector_vector(
             Ok(Value::Vector(out))
         }
         _ => {
-            let filter =
-                bin.op.is_comparison_operator() && !modifier.is_some_and(|m| m.return_bool);
             let mut out = Vec::new();
             for (labels, value) in left {
                 let signature = signature(&labels, matching);
@@ -896,6 +929,29 @@ mod tests {
     }
 
     #[test]
+    fn group_left_copies_labels_from_the_one_side() {
+        let at = 20 * 60_000 + 7_500;
+        // Each rate (many side, by instance) joined with a one-side series per job.
+        let joined = check(
+            r#"rate(http_requests_total[5m]) * on (job) group_left (team) label_set_is_missing"#,
+            at,
+        );
+        assert!(joined.is_empty(), "no one-side series, no result");
+        let joined = check(
+            r#"rate(http_requests_total[5m]) * on (instance) group_left () up"#,
+            at,
+        );
+        assert_eq!(
+            joined.iter().map(|x| x.1).collect::<Vec<_>>(),
+            vec![1.0, 0.0]
+        );
+        let parsed =
+            promql_parser::parser::parse("rate(http_requests_total[5m]) * on (job) group_left up")
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert!(eval(&history(), &parsed, at).is_err_and(|e| e.contains("many-to-many")));
+    }
+
+    #[test]
     fn stale_and_old_samples_drop_out_of_instant_selectors() {
         // Last sample at 30 min; five minutes later it is out of the lookback window.
         assert_eq!(check("up", 30 * 60_000 + 4 * 60_000).len(), 2);
@@ -904,9 +960,10 @@ mod tests {
 
     #[test]
     fn unsupported_constructs_are_named() {
-        let parsed = promql_parser::parser::parse("up * on (instance) group_left (job) up")
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(eval(&history(), &parsed, 0).is_err_and(|e| e.contains("group_left")));
+        let parsed =
+            promql_parser::parser::parse("label_replace(up, \"a\", \"$1\", \"job\", \"(.*)\")")
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert!(eval(&history(), &parsed, 0).is_err_and(|e| e.contains("label_replace")));
         let parsed = promql_parser::parser::parse("histogram_quantile(0.9, up)")
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(eval(&history(), &parsed, 0).is_err_and(|e| e.contains("histogram_quantile")));
