@@ -81,3 +81,50 @@ fn every_error_is_named_by_file_group_and_rule() {
     assert_ne!(code, 0);
     assert!(text.contains("cannot read the file"), "{text}");
 }
+
+#[test]
+fn every_shipped_and_community_expression_evaluates() {
+    use prismwatch::history::{History, HistoryLimits};
+    use prismwatch::model::{Batch, MetricKind};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (groups, errors) =
+        prismwatch::rules::load(&[root.join("rules"), root.join("tests/compat")]);
+    assert!(errors.is_empty(), "{errors:?}");
+    // A little data so selectors find series; the point is that nothing is refused.
+    let mut history = History::new(HistoryLimits::default());
+    for step in 0..40 {
+        let mut batch = Batch::new();
+        batch.family("node_cpu_seconds_total", MetricKind::Counter, "cpu");
+        batch.push(
+            "node_cpu_seconds_total",
+            &[("cpu", "0"), ("mode", "idle"), ("instance", "a")],
+            step as f64 * 10.0,
+        );
+        batch.family("pg_up", MetricKind::Gauge, "up");
+        batch.push("pg_up", &[("instance", "a")], 1.0);
+        history.ingest("t", step * 15_000, batch);
+    }
+    let mut failures = Vec::new();
+    let mut evaluated = 0;
+    for group in &groups {
+        for rule in &group.rules {
+            evaluated += 1;
+            if let Err(error) =
+                prismwatch::rules::eval::eval(&history, &rule.parsed, 10 * 60_000 + 7_500)
+            {
+                failures.push(format!(
+                    "{}: {}: {error}",
+                    group.file.display(),
+                    rule.name()
+                ));
+            }
+        }
+    }
+    assert!(evaluated > 80, "{evaluated}");
+    assert!(
+        failures.is_empty(),
+        "{} of {evaluated} rules do not evaluate:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

@@ -264,6 +264,11 @@ impl History {
         (!is_stale_marker(series.last_value)).then_some((series.last_ts, series.last_value))
     }
 
+    /// Names of every family, sorted.
+    pub fn family_names(&self) -> impl Iterator<Item = &str> {
+        self.families.keys().map(String::as_str)
+    }
+
     /// Metadata of a family.
     pub fn family(&self, name: &str) -> Option<&FamilyMeta> {
         self.families.get(name).map(|f| &f.meta)

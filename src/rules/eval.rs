@@ -65,17 +65,28 @@ fn offset_ms(offset: &Option<Offset>) -> i64 {
     }
 }
 
-fn metric_name(vs: &VectorSelector) -> Result<String, String> {
-    vs.name
-        .clone()
-        .or_else(|| {
-            vs.matchers
-                .matchers
-                .iter()
-                .find(|m| m.name == "__name__" && matches!(m.op, MatchOp::Equal))
-                .map(|m| m.value.clone())
-        })
-        .ok_or_else(|| format!("selector `{vs}` without a metric name is not supported yet"))
+/// The metric names a selector reads: its name, or every family whose name satisfies the
+/// selector's `__name__` matchers (`{__name__=~"pg_settings_.*"}`).
+fn metric_names(history: &History, vs: &VectorSelector) -> Result<Vec<String>, String> {
+    if let Some(name) = &vs.name {
+        return Ok(vec![name.clone()]);
+    }
+    let name_matchers: Vec<_> = vs
+        .matchers
+        .matchers
+        .iter()
+        .filter(|m| m.name == "__name__")
+        .collect();
+    if name_matchers.is_empty() {
+        return Err(format!(
+            "selector `{vs}` without a metric name or __name__ matcher is not supported yet"
+        ));
+    }
+    Ok(history
+        .family_names()
+        .filter(|name| name_matchers.iter().all(|m| m.is_match(name)))
+        .map(str::to_string)
+        .collect())
 }
 
 fn selects(vs: &VectorSelector, labels: &Labels) -> bool {
@@ -104,9 +115,11 @@ fn series_in(
             "`{vs}`: the @ modifier and `or` matchers are not supported yet"
         ));
     }
-    let name = metric_name(vs)?;
-    Ok(history
-        .select(&name, |labels| selects(vs, labels), start + 1, end)
+    let mut ranges = Vec::new();
+    for name in metric_names(history, vs)? {
+        ranges.extend(history.select(&name, |labels| selects(vs, labels), start + 1, end));
+    }
+    Ok(ranges
         .into_iter()
         .map(|range| {
             (
@@ -128,18 +141,20 @@ fn instant(
     ts: i64,
 ) -> Result<Vec<(LabelSet, f64)>, String> {
     let at = ts - offset_ms(&vs.offset);
-    let name = metric_name(vs)?;
     if vs.at.is_some() {
         return Err(format!("`{vs}`: the @ modifier is not supported yet"));
     }
-    // The newest sample in the lookback window, unless it is a staleness marker.
-    Ok(history
-        .select(
+    let mut ranges = Vec::new();
+    for name in metric_names(history, vs)? {
+        ranges.extend(history.select(
             &name,
             |labels| selects(vs, labels),
             at - LOOKBACK_MS + 1,
             at,
-        )
+        ));
+    }
+    // The newest sample in the lookback window, unless it is a staleness marker.
+    Ok(ranges
         .into_iter()
         .filter_map(|range| {
             let (_, value) = *range.samples.last()?;
@@ -872,6 +887,11 @@ mod tests {
             1
         );
         assert_eq!(check("time()", at)[0].1, at as f64 / 1000.0);
+        assert_eq!(
+            check(r#"{__name__=~"up|http_requests_total", instance="a"}"#, at).len(),
+            2
+        );
+        assert_eq!(check(r#"{__name__=~"up.*", __name__!="up"}"#, at).len(), 0);
     }
 
     #[test]
