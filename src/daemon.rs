@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use sd_notify::NotifyState;
@@ -21,7 +21,7 @@ use crate::collector::pgbouncer::PgbouncerCollector;
 use crate::collector::postgres::PostgresCollector;
 use crate::collector::process::ProcessCollector;
 use crate::collector::redis::RedisCollector;
-use crate::collector::{Collector, Readiness, StatusBoard, run_collector};
+use crate::collector::{CollectError, Collector, Readiness, StatusBoard, now_ms, run_collector};
 use crate::config::{self, CollectorSchedule, Config, Overrides, WebAuth};
 use crate::history::{History, HistoryLimits};
 use crate::http::{self, AppState};
@@ -277,14 +277,8 @@ impl Collectors {
             tracker,
         );
         for source in &config.ai.sql_sources {
-            match SqlUsageCollector::new(source, spend.clone()) {
-                Ok(collector) => {
-                    collectors.spawn(collector, source.schedule, history, readiness, tracker)
-                }
-                Err(error) => {
-                    error!(%error, source = %source.name, "Cannot start the AI usage query.")
-                }
-            }
+            let made = SqlUsageCollector::new(source, spend.clone());
+            collectors.start_or_log(made, source.schedule, history, readiness, tracker);
         }
         // The daemon's own process metrics always run, on the host schedule.
         let process_schedule = CollectorSchedule {
@@ -299,56 +293,38 @@ impl Collectors {
             tracker,
         );
         if config.host.enabled {
-            match HostCollector::new(config.host_filters.clone()) {
-                Ok(host) => collectors.spawn(host, config.host, history, readiness, tracker),
-                Err(error) => {
-                    error!(%error, "Cannot start the host collector; host metrics are unavailable.")
-                }
-            }
+            let made = HostCollector::new(config.host_filters.clone());
+            collectors.start_or_log(made, config.host, history, readiness, tracker);
         }
         for target in &config.targets.postgres {
-            match PostgresCollector::new(target.clone(), status.clone()) {
-                Ok(collector) => collectors.spawn(
-                    collector,
-                    target.common.schedule,
-                    history,
-                    readiness,
-                    tracker,
-                ),
-                Err(error) => {
-                    error!(%error, server = %target.common.server, "Cannot start the PostgreSQL collector.")
-                }
-            }
+            let made = PostgresCollector::new(target.clone(), status.clone());
+            collectors.start_or_log(made, target.common.schedule, history, readiness, tracker);
         }
         for target in &config.targets.pgbouncer {
-            match PgbouncerCollector::new(target.clone()) {
-                Ok(collector) => collectors.spawn(
-                    collector,
-                    target.common.schedule,
-                    history,
-                    readiness,
-                    tracker,
-                ),
-                Err(error) => {
-                    error!(%error, server = %target.common.server, "Cannot start the PgBouncer collector.")
-                }
-            }
+            let made = PgbouncerCollector::new(target.clone());
+            collectors.start_or_log(made, target.common.schedule, history, readiness, tracker);
         }
         for target in &config.targets.redis {
-            match RedisCollector::new(target.clone()) {
-                Ok(collector) => collectors.spawn(
-                    collector,
-                    target.common.schedule,
-                    history,
-                    readiness,
-                    tracker,
-                ),
-                Err(error) => {
-                    error!(%error, server = %target.common.server, "Cannot start the Redis collector.")
-                }
-            }
+            let made = RedisCollector::new(target.clone());
+            collectors.start_or_log(made, target.common.schedule, history, readiness, tracker);
         }
         collectors
+    }
+
+    /// Runs a collector that could be built, or says which one could not and why (its metrics
+    /// are then missing; the daemon and every other collector carry on).
+    fn start_or_log<C: Collector>(
+        &mut self,
+        made: Result<C, CollectError>,
+        schedule: CollectorSchedule,
+        history: &Arc<RwLock<History>>,
+        readiness: &Readiness,
+        tracker: &TaskTracker,
+    ) {
+        match made {
+            Ok(collector) => self.spawn(collector, schedule, history, readiness, tracker),
+            Err(error) => error!(%error, "Cannot start a collector; its metrics are unavailable."),
+        }
     }
 
     /// Runs one collector as a tracked task of this generation.
@@ -491,10 +467,4 @@ fn record_reload(success: bool) {
 /// Tells systemd about our state; a no-op when not started by systemd.
 fn notify(states: &[NotifyState<'_>]) {
     let _ = sd_notify::notify(states);
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -238,11 +238,11 @@ async fn ingest_body(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Vec<u8>, Response> {
-    let config = state
+    let (ingest_token, limit) = state
         .spend
-        .config()
+        .with_config(|c| (c.ingest_token.clone(), c.max_body_bytes))
         .ok_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response())?;
-    let authorized = match &config.ingest_token {
+    let authorized = match &ingest_token {
         Some(token) => headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -265,7 +265,6 @@ async fn ingest_body(
         )
             .into_response());
     }
-    let limit = config.max_body_bytes;
     let too_large = || {
         metrics::counter!("prismwatch_ai_ingest_rejected_total", "reason" => "too_large")
             .increment(1);
@@ -353,8 +352,7 @@ async fn usage_handler(State(state): State<AppState>, headers: HeaderMap, body: 
     };
     let allowed = state
         .spend
-        .config()
-        .map(|c| c.allowed_labels)
+        .with_config(|c| c.allowed_labels.clone())
         .unwrap_or_default();
     let events =
         match crate::spend::event::parse_batch(&bytes, &allowed, crate::collector::now_ms()) {

@@ -65,6 +65,16 @@ fn offset_ms(offset: &Option<Offset>) -> i64 {
     }
 }
 
+/// Applies a vector-and-scalar operation to each sample; a filtering comparison keeps the
+/// sample's labels, anything else drops the metric name.
+fn scalar_vector(v: Vec<(LabelSet, f64)>, f: impl Fn(f64) -> Option<f64>, filter: bool) -> Value {
+    Value::Vector(
+        v.into_iter()
+            .filter_map(|(l, x)| f(x).map(|r| (if filter { l } else { drop_name(l) }, r)))
+            .collect(),
+    )
+}
+
 /// The metric names a selector reads: its name, or every family whose name satisfies the
 /// selector's `__name__` matchers (`{__name__=~"pg_settings_.*"}`).
 fn metric_names(history: &History, vs: &VectorSelector) -> Result<Vec<String>, String> {
@@ -442,19 +452,12 @@ fn extrapolated(
     Some(result * factor)
 }
 
+/// The labels that group an aggregation: `by` keeps the listed ones, `without` drops them (and
+/// the name), no modifier groups everything together.
 fn grouping(labels: &LabelSet, modifier: &Option<LabelModifier>) -> LabelSet {
     match modifier {
         None => Vec::new(),
-        Some(LabelModifier::Include(names)) => labels
-            .iter()
-            .filter(|(k, _)| names.labels.contains(k))
-            .cloned()
-            .collect(),
-        Some(LabelModifier::Exclude(names)) => labels
-            .iter()
-            .filter(|(k, _)| k != "__name__" && !names.labels.contains(k))
-            .cloned()
-            .collect(),
+        Some(modifier) => signature(labels, Some(modifier)),
     }
 }
 
@@ -628,37 +631,15 @@ fn binary(history: &History, bin: &BinaryExpr, ts: i64) -> Result<Value, String>
         (Value::Scalar(a), Value::Scalar(b)) => apply(a, b)
             .map(Value::Scalar)
             .ok_or_else(|| format!("operator {op} between scalars")),
-        (Value::Vector(v), Value::Scalar(s)) => Ok(Value::Vector(
-            v.into_iter()
-                .filter_map(|(l, x)| {
-                    result(x, s, x).map(|r| {
-                        (
-                            if comparison && !return_bool {
-                                l
-                            } else {
-                                drop_name(l)
-                            },
-                            r,
-                        )
-                    })
-                })
-                .collect(),
+        (Value::Vector(v), Value::Scalar(s)) => Ok(scalar_vector(
+            v,
+            |x| result(x, s, x),
+            comparison && !return_bool,
         )),
-        (Value::Scalar(s), Value::Vector(v)) => Ok(Value::Vector(
-            v.into_iter()
-                .filter_map(|(l, x)| {
-                    result(s, x, x).map(|r| {
-                        (
-                            if comparison && !return_bool {
-                                l
-                            } else {
-                                drop_name(l)
-                            },
-                            r,
-                        )
-                    })
-                })
-                .collect(),
+        (Value::Scalar(s), Value::Vector(v)) => Ok(scalar_vector(
+            v,
+            |x| result(s, x, x),
+            comparison && !return_bool,
         )),
         (Value::Vector(left), Value::Vector(right)) => {
             vector_vector(&op, bin, left, right, &result)

@@ -133,8 +133,9 @@ impl SpendTracker {
         }
     }
 
-    pub fn config(&self) -> Option<AiConfig> {
-        self.inner.lock().ok().map(|inner| inner.config.clone())
+    /// Reads the current `[ai]` settings without copying them (the price table is large).
+    pub fn with_config<R>(&self, read: impl FnOnce(&AiConfig) -> R) -> Option<R> {
+        self.inner.lock().ok().map(|inner| read(&inner.config))
     }
 
     /// Records events stamped with their time (ms since the epoch) and saves the ledger.
@@ -616,9 +617,6 @@ impl Collector for SpendCollector {
 
     async fn collect(&mut self) -> Result<Batch, CollectError> {
         self.tracker.save();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        Ok(self.tracker.batch(now))
+        Ok(self.tracker.batch(crate::collector::now_ms()))
     }
 }

@@ -68,8 +68,7 @@ impl SqlUsageCollector {
             .map_err(fail)?;
         let allowed = self
             .tracker
-            .config()
-            .map(|c| c.allowed_labels)
+            .with_config(|c| c.allowed_labels.clone())
             .unwrap_or_default();
         let mut events = Vec::with_capacity(rows.len());
         let mut newest = watermark;

@@ -39,8 +39,8 @@ pub struct PostgresCollector {
     target: PostgresTarget,
     pool: PgPool,
     status: StatusBoard,
-    /// `server_version_num`, read once per connection generation.
-    version: Option<i64>,
+    /// `server_version_num` and the snapshot query for it, set once per connection generation.
+    server_version: Option<(i64, std::sync::Arc<str>)>,
     statements: StatementTracker,
     texts: HashMap<i64, String>,
     slow: BTreeSet<i64>,
@@ -78,7 +78,7 @@ impl PostgresCollector {
             target,
             pool,
             status,
-            version: None,
+            server_version: None,
             statements: StatementTracker::default(),
             texts: HashMap::new(),
             slow: BTreeSet::new(),
@@ -96,8 +96,8 @@ impl PostgresCollector {
         let fail =
             |error: sqlx::Error| CollectError::Other(format!("PostgreSQL {server}: {error}"));
         let mut connection = self.pool.acquire().await.map_err(&fail)?;
-        let version = match self.version {
-            Some(version) => version,
+        let (version, sql) = match &self.server_version {
+            Some((version, sql)) => (*version, std::sync::Arc::clone(sql)),
             None => {
                 let version: i32 =
                     sqlx::query_scalar("SELECT current_setting('server_version_num')::int")
@@ -110,12 +110,12 @@ impl PostgresCollector {
                         "PostgreSQL {server}: version {version} is not supported; prismwatch needs PostgreSQL 10 or newer"
                     )));
                 }
-                self.version = Some(version);
-                version
+                // The text only depends on the version: built once, prepared once by sqlx.
+                let sql: std::sync::Arc<str> = snapshot::snapshot_sql(version).into();
+                self.server_version = Some((version, std::sync::Arc::clone(&sql)));
+                (version, sql)
             }
         };
-        // The text only depends on the version, so sqlx's statement cache prepares it once.
-        let sql = snapshot::snapshot_sql(version);
         let text: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(self.target.long_running_threshold.as_secs_f64())
             .fetch_one(&mut *connection)
@@ -481,7 +481,7 @@ impl Collector for PostgresCollector {
         if result.is_err() {
             // The server may have restarted or been replaced: re-read its version and restart
             // statement deltas from a fresh baseline.
-            self.version = None;
+            self.server_version = None;
             self.statements.reset();
         }
         result

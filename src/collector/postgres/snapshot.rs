@@ -141,71 +141,79 @@ pub fn short_version(version_num: i64) -> String {
     }
 }
 
-/// The counters of pg_stat_database with postgres_exporter's names and HELP texts.
+/// The counters of pg_stat_database as postgres_exporter's metric names and HELP texts; the
+/// column is the name after `pg_stat_database_`.
 const DATABASE_COUNTERS: [(&str, &str); 16] = [
     (
-        "xact_commit",
+        "pg_stat_database_xact_commit",
         "Number of transactions in this database that have been committed",
     ),
     (
-        "xact_rollback",
+        "pg_stat_database_xact_rollback",
         "Number of transactions in this database that have been rolled back",
     ),
-    ("blks_read", "Number of disk blocks read in this database"),
     (
-        "blks_hit",
+        "pg_stat_database_blks_read",
+        "Number of disk blocks read in this database",
+    ),
+    (
+        "pg_stat_database_blks_hit",
         "Number of times disk blocks were found already in the buffer cache, so that a read was not necessary",
     ),
     (
-        "tup_returned",
+        "pg_stat_database_tup_returned",
         "Number of rows returned by queries in this database",
     ),
     (
-        "tup_fetched",
+        "pg_stat_database_tup_fetched",
         "Number of rows fetched by queries in this database",
     ),
     (
-        "tup_inserted",
+        "pg_stat_database_tup_inserted",
         "Number of rows inserted by queries in this database",
     ),
     (
-        "tup_updated",
+        "pg_stat_database_tup_updated",
         "Number of rows updated by queries in this database",
     ),
     (
-        "tup_deleted",
+        "pg_stat_database_tup_deleted",
         "Number of rows deleted by queries in this database",
     ),
     (
-        "conflicts",
+        "pg_stat_database_conflicts",
         "Number of queries canceled due to conflicts with recovery in this database",
     ),
     (
-        "temp_files",
+        "pg_stat_database_temp_files",
         "Number of temporary files created by queries in this database",
     ),
     (
-        "temp_bytes",
+        "pg_stat_database_temp_bytes",
         "Total amount of data written to temporary files by queries in this database",
     ),
-    ("deadlocks", "Number of deadlocks detected in this database"),
     (
-        "blk_read_time",
+        "pg_stat_database_deadlocks",
+        "Number of deadlocks detected in this database",
+    ),
+    (
+        "pg_stat_database_blk_read_time",
         "Time spent reading data file blocks by backends in this database, in milliseconds",
     ),
     (
-        "blk_write_time",
+        "pg_stat_database_blk_write_time",
         "Time spent writing data file blocks by backends in this database, in milliseconds",
     ),
     (
-        "stats_reset",
+        "pg_stat_database_stats_reset",
         "Time at which these statistics were last reset",
     ),
 ];
 
 impl DatabaseRow {
-    fn counter(&self, column: &str) -> f64 {
-        match column {
+    /// The value of a `DATABASE_COUNTERS` metric.
+    fn counter(&self, metric: &str) -> f64 {
+        match metric.strip_prefix("pg_stat_database_").unwrap_or(metric) {
             "xact_commit" => self.xact_commit,
             "xact_rollback" => self.xact_rollback,
             "blks_read" => self.blks_read,
@@ -503,12 +511,8 @@ fn emit_databases(
         MetricKind::Gauge,
         "Number of backends currently connected to this database",
     );
-    for (column, help) in DATABASE_COUNTERS {
-        batch.family(
-            &format!("pg_stat_database_{column}"),
-            MetricKind::Counter,
-            help,
-        );
+    for (name, help) in DATABASE_COUNTERS {
+        batch.family(name, MetricKind::Counter, help);
     }
     batch.family(
         "prismwatch_postgres_cache_hit_ratio",
@@ -536,12 +540,8 @@ fn emit_databases(
             &labels.with(&extra),
             db.numbackends,
         );
-        for (column, _) in DATABASE_COUNTERS {
-            batch.push(
-                &format!("pg_stat_database_{column}"),
-                &labels.with(&extra),
-                db.counter(column),
-            );
+        for (name, _) in DATABASE_COUNTERS {
+            batch.push(name, &labels.with(&extra), db.counter(name));
         }
         if db.datid == 0 {
             continue;
