@@ -70,10 +70,31 @@ pub enum Command {
         /// The file to check.
         file: PathBuf,
     },
-    /// Prometheus rule files: validation (evaluation is not built yet).
+    /// Prometheus rule files: validation and unit tests.
     Rules {
         #[command(subcommand)]
         command: RulesCommand,
+    },
+    /// Evaluate a PromQL expression on a running daemon (its /api/v1/query over the local
+    /// history) and print the result.
+    Query {
+        /// The expression, e.g. 'rate(node_cpu_seconds_total{mode="idle"}[5m])'.
+        expr: String,
+        /// The daemon's address.
+        #[arg(long, default_value = "http://127.0.0.1:9777")]
+        url: String,
+        /// Evaluation time (unix seconds or RFC 3339); now when omitted.
+        #[arg(long)]
+        time: Option<String>,
+        /// A range query over the last DURATION (e.g. 1h) instead of an instant query.
+        #[arg(long, value_name = "DURATION")]
+        range: Option<String>,
+        /// Step of a range query.
+        #[arg(long, default_value = "15s")]
+        step: String,
+        /// Bearer token when the daemon requires one.
+        #[arg(long, env = "PRISMWATCH_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Print this month's AI spend per model and label, the forecast and a daily chart, from
     /// the state directory (works while the daemon runs or not).
@@ -89,6 +110,12 @@ pub enum RulesCommand {
     /// Check rule files (or directories of them): every expression parsed, every template
     /// checked; reports every error and exits non-zero on any.
     Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run rule unit tests written in promtool's test file format (`promtool test rules`);
+    /// exits non-zero when any test fails.
+    Test {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -127,9 +154,27 @@ pub fn main() -> ExitCode {
     match &cli.command {
         Some(Command::CheckConfig { file }) => check_config(file, &cli.overrides()),
         Some(Command::Spend { json }) => spend(&cli, *json),
+        Some(Command::Query {
+            expr,
+            url,
+            time,
+            range,
+            step,
+            token,
+        }) => query(
+            expr,
+            url,
+            time.as_deref(),
+            range.as_deref(),
+            step,
+            token.as_deref(),
+        ),
         Some(Command::Rules {
             command: RulesCommand::Check { files },
         }) => rules_check(files),
+        Some(Command::Rules {
+            command: RulesCommand::Test { files },
+        }) => rules_test(files),
         None => run_daemon(&cli),
     }
 }
@@ -196,6 +241,82 @@ fn rules_check(paths: &[PathBuf]) -> ExitCode {
     }
     if failed > 0 {
         eprintln!("{failed} of {} files have errors", files.len());
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn query(
+    expr: &str,
+    url: &str,
+    time: Option<&str>,
+    range: Option<&str>,
+    step: &str,
+    token: Option<&str>,
+) -> ExitCode {
+    let now = crate::collector::now_ms();
+    let (start, end) = match range.map(crate::rules::duration::parse) {
+        None => (String::new(), String::new()),
+        Some(Ok(width)) => (
+            format!("{:.3}", (now - width.as_millis() as i64) as f64 / 1000.0),
+            format!("{:.3}", now as f64 / 1000.0),
+        ),
+        Some(Err(message)) => {
+            eprintln!("--range: {message}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let request = crate::query_client::QueryRequest {
+        url,
+        expr,
+        time,
+        range: range.map(|_| (start.as_str(), end.as_str(), step)),
+        token,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(crate::query_client::run(&request)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn rules_test(files: &[PathBuf]) -> ExitCode {
+    let mut failed = 0;
+    for file in files {
+        println!("Unit Testing:  {}", file.display());
+        let started = tokio::time::Instant::now();
+        match crate::rules::unit_test::run_file(file) {
+            Ok(failures) if failures.is_empty() => {
+                println!("  SUCCESS ({:.0?})", started.elapsed());
+            }
+            Ok(failures) | Err(failures) => {
+                failed += 1;
+                println!("  FAILED:");
+                for failure in failures {
+                    println!("    {failure}");
+                }
+            }
+        }
+        println!();
+    }
+    if failed > 0 {
+        eprintln!("{failed} of {} test files failed", files.len());
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

@@ -25,6 +25,7 @@ use crate::collector::{CollectError, Collector, Readiness, StatusBoard, now_ms, 
 use crate::config::{self, CollectorSchedule, Config, Overrides, WebAuth};
 use crate::history::{History, HistoryLimits};
 use crate::http::{self, AppState};
+use crate::rules::manager::RuleSet;
 use crate::spend::sql_source::SqlUsageCollector;
 use crate::spend::{SpendCollector, SpendTracker};
 use crate::telemetry;
@@ -56,7 +57,20 @@ pub async fn run(
     let auth = Arc::new(RwLock::new(config.web.auth.clone()));
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
+    let rules = crate::rules::manager::spawn(
+        RuleSet::from_paths(&config.rules),
+        Arc::clone(&history),
+        &config.state_dir,
+        crate::rules::engine::Context {
+            external_labels: config.external_labels.clone(),
+            default_interval_ms: crate::rules::manager::DEFAULT_INTERVAL.as_millis() as i64,
+            ..Default::default()
+        },
+        &tracker,
+        &shutdown,
+    );
     let state = AppState {
+        rules: Arc::clone(&rules.view),
         history: Arc::clone(&history),
         telemetry: telemetry.clone(),
         readiness: readiness.clone(),
@@ -73,13 +87,6 @@ pub async fn run(
     spawn_upkeep(telemetry, &tracker, &shutdown);
     spawn_watchdog(&history, &tracker, &shutdown);
     record_reload(true);
-    if !config.rules.is_empty() {
-        let (groups, _) = crate::rules::load(&config.rules);
-        warn!(
-            groups = groups.len(),
-            "Rule files are validated but not evaluated yet: local rule evaluation is not built. Load them into Prometheus meanwhile."
-        );
-    }
     info!(
         listen = %config.web.listen,
         config = %config.origin,
@@ -111,6 +118,7 @@ pub async fn run(
                         match apply(&current, &next, &history, &auth, &readiness, &status, &spend, &mut server, &mut collectors, &state, &tracker, &shutdown).await {
                             Ok(()) => {
                                 info!(config = %next.origin, "Configuration reloaded.");
+                                rules.reload(RuleSet::from_paths(&next.rules));
                                 record_reload(true);
                                 current = next;
                             }

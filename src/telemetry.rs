@@ -18,6 +18,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         )?
         .install_recorder()?;
     describe();
+    metrics::gauge!("prismwatch_rules_last_reload_successful").set(1.0);
     metrics::gauge!(
         "prismwatch_build_info",
         "version" => env!("CARGO_PKG_VERSION"),
@@ -102,6 +103,46 @@ fn describe() {
     describe_counter!(
         "prismwatch_history_series_dropped_total",
         "Samples of new series dropped because the history's series cap was reached."
+    );
+    describe_gauge!(
+        "prismwatch_rule_group_interval_seconds",
+        Unit::Seconds,
+        "The interval of a rule group."
+    );
+    describe_gauge!(
+        "prismwatch_rule_group_rules",
+        "The number of rules in a rule group."
+    );
+    describe_counter!(
+        "prismwatch_rule_group_iterations_total",
+        "Evaluations of a rule group."
+    );
+    describe_counter!(
+        "prismwatch_rule_group_iterations_missed_total",
+        "Evaluations of a rule group skipped because an evaluation overran its interval."
+    );
+    describe_gauge!(
+        "prismwatch_rule_group_last_duration_seconds",
+        Unit::Seconds,
+        "Duration of the last evaluation of a rule group."
+    );
+    describe_histogram!(
+        "prismwatch_rule_group_duration_seconds",
+        Unit::Seconds,
+        "Duration of rule group evaluations."
+    );
+    describe_gauge!(
+        "prismwatch_rule_group_last_evaluation_timestamp_seconds",
+        Unit::Seconds,
+        "Time of the last evaluation of a rule group, in unixtime."
+    );
+    describe_counter!(
+        "prismwatch_rule_evaluation_failures_total",
+        "Rule evaluations that failed, by rule group."
+    );
+    describe_gauge!(
+        "prismwatch_rules_last_reload_successful",
+        "Whether the last rule reload succeeded (1) or was refused and the old rules kept (0)."
     );
     describe_gauge!(
         "prismwatch_config_last_reload_successful",

@@ -65,13 +65,48 @@ fn history_and_model_do_no_io_and_never_read_the_clock() {
 }
 
 #[test]
+fn rule_evaluation_is_pure() {
+    // The evaluator, the alert life cycle, templates and group evaluation take time as a
+    // parameter and touch nothing but the history they are handed; the IO lives in
+    // rules::manager (the daemon's actor) and rules::unit_test (test files).
+    for module in [
+        "rules/eval",
+        "rules/alert",
+        "rules/engine",
+        "rules/template",
+        "rules/position",
+    ] {
+        for (file, text) in module_sources(module) {
+            let code = code_only(&text);
+            // (promql-parser gives `@` times as SystemTime; converting one is not reading
+            // the clock.)
+            for forbidden in [
+                "SystemTime::now",
+                "Instant::now",
+                "now_ms",
+                "std::fs",
+                "tokio",
+                "std::net",
+                "std::env",
+            ] {
+                assert!(
+                    !code.contains(forbidden),
+                    "{file} uses `{forbidden}`: rule evaluation stays pure"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn a_scrape_never_triggers_a_collection() {
     let mut files = module_sources("http");
     files.extend(module_sources("exposition"));
     for (file, text) in files {
         let code = code_only(&text);
         for forbidden in [
-            "collect(",
+            // A collection is `collector.collect().await`; an iterator's collect() is fine.
+            "collect().await",
             "HostCollector",
             "ProcessCollector",
             "run_collector",

@@ -61,6 +61,8 @@ fn every_error_is_named_by_file_group_and_rule() {
       - record: job:up:sum
         expr: sum(up)
         for: 1m
+      - alert: Unsupported
+        expr: sum(up) > 1 and limitk(2, up)
 "#,
     )
     .expect("write");
@@ -68,10 +70,17 @@ fn every_error_is_named_by_file_group_and_rule() {
     let (code, text) = rules_check(&[&file]);
     assert_ne!(code, 0);
     for expected in [
-        format!("{file}: group \"broken\": rule \"BadExpr\": expr:"),
+        // Errors point into the expression: line:column and a caret.
+        format!(
+            "{file}: group \"broken\": rule \"BadExpr\": expr: 1:5: unclosed left parenthesis\n      rate(node_cpu_seconds_total[5m]\n          ^"
+        ),
+        // What the evaluator cannot do is refused at load, by name, never mis-evaluated.
+        format!(
+            "{file}: group \"broken\": rule \"Unsupported\": expr: 1:17: aggregation `limitk` is not supported"
+        ),
         format!("{file}: group \"broken\": rule \"BadFor\": for: invalid duration `5 minutes`"),
         format!(
-            "{file}: group \"broken\": rule \"BadTemplate\": summary: template function `nosuchfunc` is not supported"
+            "{file}: group \"broken\": rule \"BadTemplate\": summary: 1: function \"nosuchfunc\" not defined"
         ),
         format!("{file}: group \"broken\": rule \"job:up:sum\": a recording rule takes no for"),
     ] {

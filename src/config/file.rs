@@ -26,6 +26,9 @@ pub struct FileConfig {
     pub state_dir: Option<Spanned<PathBuf>>,
     /// Rule files or directories of rule files, in Prometheus' format.
     pub rules: Vec<Spanned<PathBuf>>,
+    /// Labels identifying this host to alert templates (`$externalLabels`), as Prometheus'
+    /// `global.external_labels`.
+    pub external_labels: std::collections::BTreeMap<String, String>,
     pub log: LogSection,
     pub web: WebSection,
     pub history: HistorySection,
@@ -446,6 +449,7 @@ pub fn validate(
             origin: source.origin.to_string(),
             state_dir,
             rules,
+            external_labels: file.external_labels.into_iter().collect(),
             log: LogConfig {
                 level,
                 format: overrides.log_format.or(file.log.format).unwrap_or_default(),

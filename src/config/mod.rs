@@ -51,6 +51,8 @@ pub struct Config {
     pub origin: String,
     pub state_dir: PathBuf,
     pub rules: Vec<PathBuf>,
+    /// `$externalLabels` of alert templates, sorted.
+    pub external_labels: Vec<(String, String)>,
     pub log: LogConfig,
     pub web: WebConfig,
     pub history: HistoryConfig,

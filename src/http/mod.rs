@@ -3,6 +3,7 @@
 //! One small accept loop serves both plain HTTP and TLS through hyper, so there is one HTTP
 //! stack; axum only routes.
 
+pub mod query;
 pub mod tls;
 
 use std::io::Write;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub auth: Arc<RwLock<WebAuth>>,
     /// AI usage ingest and spend.
     pub spend: SpendTracker,
+    /// The running rule groups and their alerts.
+    pub rules: crate::rules::manager::RulesView,
 }
 
 /// The routes, with auth on everything but the health probes.
@@ -59,6 +62,19 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics_handler))
         .route("/api/v1/status", get(status_handler))
         .route("/api/v1/ai/spend", get(spend_handler))
+        .route(
+            "/api/v1/query",
+            get(query::query_get).post(query::query_post),
+        )
+        .route(
+            "/api/v1/query_range",
+            get(query::range_get).post(query::range_post),
+        )
+        .route("/api/v1/alerts", get(query::alerts))
+        .route("/api/v1/rules", get(query::rules))
+        .route("/api/v1/labels", get(query::label_names))
+        .route("/api/v1/label/{name}/values", get(query::label_values))
+        .route("/api/v1/status/buildinfo", get(query::buildinfo))
         .route("/", get(index))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
     // Ingest has its own token (ai.ingest_token) and body limit, checked in the handlers.

@@ -31,6 +31,9 @@ pub struct Alert {
     /// Since when the expression stopped returning it while `keep_firing_for` holds it.
     pub keep_firing_since: Option<i64>,
     pub last_seen: i64,
+    /// Annotations rendered at the last evaluation that returned this alert.
+    #[serde(default)]
+    pub annotations: Vec<(String, String)>,
 }
 
 /// Label pairs of a series, sorted.
@@ -71,6 +74,20 @@ impl RuleAlerts {
         hold_ms: i64,
         keep_firing_for_ms: i64,
     ) {
+        self.evaluate_holding(now, results, hold_ms, keep_firing_for_ms, false);
+    }
+
+    /// As [`RuleAlerts::evaluate`]; with `hold_missing`, alerts the expression did not return
+    /// are left as they are instead of resolving. The daemon holds them while the history
+    /// refills after a restart, so a firing alert does not resolve and fire again.
+    pub fn evaluate_holding(
+        &mut self,
+        now: i64,
+        results: Vec<(Vec<(String, String)>, f64)>,
+        hold_ms: i64,
+        keep_firing_for_ms: i64,
+        hold_missing: bool,
+    ) {
         let mut seen = std::collections::BTreeSet::new();
         for (labels, value) in results {
             seen.insert(labels.clone());
@@ -93,13 +110,14 @@ impl RuleAlerts {
                             resolved_at: None,
                             keep_firing_since: None,
                             last_seen: now,
+                            annotations: Vec::new(),
                         },
                     );
                 }
             }
         }
         self.alerts.retain(|labels, alert| {
-            if seen.contains(labels) {
+            if seen.contains(labels) || hold_missing {
                 return true;
             }
             match alert.state {
@@ -121,10 +139,20 @@ impl RuleAlerts {
             }
         });
         for alert in self.alerts.values_mut() {
-            if alert.state == AlertState::Pending && now - alert.active_at >= hold_ms {
+            if alert.state == AlertState::Pending
+                && alert.last_seen == now
+                && now - alert.active_at >= hold_ms
+            {
                 alert.state = AlertState::Firing;
                 alert.fired_at = Some(now);
             }
+        }
+    }
+
+    /// Sets the annotations rendered for an alert at this evaluation.
+    pub fn annotate(&mut self, labels: &[(String, String)], annotations: Vec<(String, String)>) {
+        if let Some(alert) = self.alerts.get_mut(labels) {
+            alert.annotations = annotations;
         }
     }
 
@@ -206,6 +234,28 @@ mod tests {
         assert!(states(&rule).is_empty());
         rule.evaluate(2 * MINUTE, vec![(labels("b"), 1.0)], 0, 0);
         assert_eq!(states(&rule), vec![("b".into(), AlertState::Firing)]);
+    }
+
+    #[test]
+    fn holding_keeps_missing_alerts_as_they_are() {
+        let mut rule = RuleAlerts::default();
+        rule.evaluate(0, vec![(labels("a"), 1.0), (labels("b"), 1.0)], 0, 0);
+        rule.evaluate_holding(MINUTE, vec![], 0, 0, true);
+        assert_eq!(
+            states(&rule),
+            vec![
+                ("a".into(), AlertState::Firing),
+                ("b".into(), AlertState::Firing)
+            ]
+        );
+        rule.evaluate(2 * MINUTE, vec![(labels("a"), 1.0)], 0, 0);
+        assert_eq!(
+            states(&rule),
+            vec![
+                ("a".into(), AlertState::Firing),
+                ("b".into(), AlertState::Resolved)
+            ]
+        );
     }
 
     #[test]

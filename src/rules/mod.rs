@@ -1,11 +1,17 @@
 //! Prometheus rule files: loading and validation. Every rule's expression is parsed with
-//! promql-parser and every template checked when the file loads; errors name the file, the
-//! group and the rule. Evaluation over the history is the next step (see the issues).
+//! promql-parser and checked against what the evaluator supports, and every template checked,
+//! when the file loads; errors name the file, the group, the rule and the position in the
+//! expression. `engine` evaluates a group, `manager` runs groups in the daemon, `unit_test`
+//! runs promtool-format tests.
 
 pub mod alert;
 pub mod duration;
+pub mod engine;
 pub mod eval;
+pub mod manager;
+pub mod position;
 pub mod template;
+pub mod unit_test;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -148,16 +154,61 @@ pub fn load(paths: &[PathBuf]) -> (Vec<Group>, Vec<RuleError>) {
 
 /// Loads one file; all of its problems are reported together.
 pub fn load_file(file: &Path) -> Result<Vec<Group>, Vec<RuleError>> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        vec![RuleError {
+            file: file.to_path_buf(),
+            group: None,
+            rule: None,
+            message: format!("cannot read the file: {e}"),
+        }]
+    })?;
+    load_text(file, &text)
+}
+
+/// The default rules shipped in `rules/`, built into the binary so the daemon alerts with no
+/// configuration and no files installed.
+pub const BUILTIN: [(&str, &str); 4] = [
+    (
+        "builtin:rules/host.yml",
+        include_str!("../../rules/host.yml"),
+    ),
+    (
+        "builtin:rules/postgres.yml",
+        include_str!("../../rules/postgres.yml"),
+    ),
+    (
+        "builtin:rules/redis.yml",
+        include_str!("../../rules/redis.yml"),
+    ),
+    (
+        "builtin:rules/ai-spend.yml",
+        include_str!("../../rules/ai-spend.yml"),
+    ),
+];
+
+/// Loads the built-in default rules.
+pub fn load_builtin() -> (Vec<Group>, Vec<RuleError>) {
+    let mut groups = Vec::new();
+    let mut errors = Vec::new();
+    for (name, text) in BUILTIN {
+        match load_text(Path::new(name), text) {
+            Ok(loaded) => groups.extend(loaded),
+            Err(mut problems) => errors.append(&mut problems),
+        }
+    }
+    (groups, errors)
+}
+
+/// Loads the rules of one file's text; `file` names it in errors.
+pub fn load_text(file: &Path, text: &str) -> Result<Vec<Group>, Vec<RuleError>> {
     let error = |group: Option<&str>, rule: Option<&str>, message: String| RuleError {
         file: file.to_path_buf(),
         group: group.map(str::to_string),
         rule: rule.map(str::to_string),
         message,
     };
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| vec![error(None, None, format!("cannot read the file: {e}"))])?;
     let parsed: RuleFile =
-        serde_saphyr::from_str(&text).map_err(|e| vec![error(None, None, e.to_string())])?;
+        serde_saphyr::from_str(text).map_err(|e| vec![error(None, None, e.to_string())])?;
     let mut errors = Vec::new();
     let mut groups = Vec::new();
     let mut names = std::collections::BTreeSet::new();
@@ -216,9 +267,21 @@ pub fn load_file(file: &Path) -> Result<Vec<Group>, Vec<RuleError>> {
 fn check_rule(rule: RuleSection) -> Result<Rule, Vec<String>> {
     let mut problems = Vec::new();
     let parsed = match promql_parser::parser::parse(&rule.expr) {
-        Ok(expr) => Some(expr),
+        Ok(expr) => match eval::check_supported(&expr) {
+            Ok(()) => Some(expr),
+            Err(message) => {
+                problems.push(format!(
+                    "expr: {}",
+                    position::annotate(&rule.expr, &message)
+                ));
+                None
+            }
+        },
         Err(message) => {
-            problems.push(format!("expr: {message} in `{}`", rule.expr.trim()));
+            problems.push(format!(
+                "expr: {}",
+                position::annotate(&rule.expr, &message)
+            ));
             None
         }
     };

@@ -1,0 +1,461 @@
+//! A Prometheus-compatible query API over the local history: `/api/v1/query`,
+//! `/api/v1/query_range`, `/api/v1/alerts`, `/api/v1/rules`, `/api/v1/labels`,
+//! `/api/v1/label/{name}/values` and `/api/v1/status/buildinfo`, with the JSON shapes of
+//! Prometheus' HTTP API, so `prismwatch query` and Grafana's Prometheus data source can read the
+//! agent's recent data. Queries run on the blocking pool, never on the async workers.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use promql_parser::parser::Expr;
+use serde_json::{Value as Json, json};
+
+use super::AppState;
+use crate::collector::now_ms;
+use crate::rules::alert::AlertState;
+use crate::rules::eval::{self, LabelSet, Value};
+use crate::rules::{RuleKind, engine};
+
+/// Prometheus' limit on points per series in a range query.
+const MAX_POINTS: i64 = 11_000;
+
+type Params = HashMap<String, String>;
+
+pub async fn query_get(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
+    query(state, params).await
+}
+
+pub async fn query_post(State(state): State<AppState>, body: String) -> Response {
+    query(state, form(&body)).await
+}
+
+pub async fn range_get(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
+    query_range(state, params).await
+}
+
+pub async fn range_post(State(state): State<AppState>, body: String) -> Response {
+    query_range(state, form(&body)).await
+}
+
+/// A form-encoded body (`query=...&time=...`), as Grafana posts it.
+fn form(body: &str) -> Params {
+    body.split('&')
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Some((decode(k)?, decode(v)?))
+        })
+        .collect()
+}
+
+fn decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = text.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// An API error: status, Prometheus' `errorType`, and the message.
+struct ApiError(StatusCode, &'static str, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error_response(self.0, self.1, self.2)
+    }
+}
+
+fn bad_data(message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, "bad_data", message.into())
+}
+
+fn error_response(status: StatusCode, kind: &str, message: String) -> Response {
+    json_response(
+        status,
+        json!({"status": "error", "errorType": kind, "error": message}),
+    )
+}
+
+fn json_response(status: StatusCode, body: Json) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn success(data: Json) -> Response {
+    json_response(StatusCode::OK, json!({"status": "success", "data": data}))
+}
+
+/// A time as Prometheus accepts it: unix seconds (fractions allowed) or RFC 3339.
+fn parse_time(text: &str) -> Result<i64, String> {
+    if let Ok(seconds) = text.parse::<f64>()
+        && seconds.is_finite()
+    {
+        return Ok((seconds * 1000.0).round() as i64);
+    }
+    text.parse::<jiff::Timestamp>()
+        .map(|t| t.as_millisecond())
+        .map_err(|_| format!("invalid time {text:?}: use unix seconds or RFC 3339"))
+}
+
+/// A step: seconds (fractions allowed) or a Prometheus duration such as `15s`.
+fn parse_step(text: &str) -> Result<i64, String> {
+    if let Ok(seconds) = text.parse::<f64>()
+        && seconds.is_finite()
+    {
+        return Ok((seconds * 1000.0).round() as i64);
+    }
+    crate::rules::duration::parse(text).map(|d| d.as_millis() as i64)
+}
+
+fn parse_query(params: &Params) -> Result<Expr, ApiError> {
+    let text = params
+        .get("query")
+        .ok_or_else(|| bad_data("missing the `query` parameter"))?;
+    let expr = promql_parser::parser::parse(text).map_err(bad_data)?;
+    eval::check_supported(&expr).map_err(bad_data)?;
+    Ok(expr)
+}
+
+async fn query(state: AppState, params: Params) -> Response {
+    let expr = match parse_query(&params) {
+        Ok(expr) => expr,
+        Err(error) => return error.into_response(),
+    };
+    let ts = match params.get("time").map(|t| parse_time(t)) {
+        None => now_ms(),
+        Some(Ok(ts)) => ts,
+        Some(Err(message)) => return bad_data(message).into_response(),
+    };
+    let history = state.history.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let history = history.read().unwrap_or_else(|e| e.into_inner());
+        eval::eval(&history, &expr, ts)
+    })
+    .await;
+    match result {
+        Ok(Ok(value)) => success(instant_json(value, ts)),
+        Ok(Err(message)) => error_response(StatusCode::UNPROCESSABLE_ENTITY, "execution", message),
+        Err(_) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the query failed".into(),
+        ),
+    }
+}
+
+async fn query_range(state: AppState, params: Params) -> Response {
+    let (expr, start, end, step) = match range_params(&params) {
+        Ok(parsed) => parsed,
+        Err(error) => return error.into_response(),
+    };
+    let history = state.history.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let history = history.read().unwrap_or_else(|e| e.into_inner());
+        // `@ start()` and `@ end()` mean the range's edges.
+        let options = eval::EvalOptions {
+            query_range: Some((start, end)),
+            ..Default::default()
+        };
+        let mut series: BTreeMap<LabelSet, Vec<(i64, f64)>> = BTreeMap::new();
+        let mut ts = start;
+        let mut scalar = true;
+        while ts <= end {
+            match eval::eval_with(&history, &expr, ts, &options)? {
+                Value::Scalar(v) => series.entry(Vec::new()).or_default().push((ts, v)),
+                Value::Vector(samples) => {
+                    scalar = false;
+                    for (labels, v) in samples {
+                        series.entry(labels).or_default().push((ts, v));
+                    }
+                }
+                Value::Matrix(_) => {
+                    return Err("a range query needs an instant vector or scalar expression".into());
+                }
+            }
+            ts += step;
+        }
+        Ok::<_, String>((series, scalar))
+    })
+    .await;
+    match result {
+        Ok(Ok((series, _))) => {
+            let result: Vec<Json> = series
+                .into_iter()
+                .map(|(labels, points)| {
+                    json!({
+                        "metric": metric(&labels),
+                        "values": points.iter().map(|&(t, v)| point(t, v)).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            success(json!({"resultType": "matrix", "result": result}))
+        }
+        Ok(Err(message)) => error_response(StatusCode::UNPROCESSABLE_ENTITY, "execution", message),
+        Err(_) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the query failed".into(),
+        ),
+    }
+}
+
+/// The expression, start, end and step of a range query, checked.
+fn range_params(params: &Params) -> Result<(Expr, i64, i64, i64), ApiError> {
+    let expr = parse_query(params)?;
+    let get = |name: &str| {
+        params
+            .get(name)
+            .ok_or_else(|| bad_data(format!("missing the `{name}` parameter")))
+    };
+    let start = parse_time(get("start")?).map_err(bad_data)?;
+    let end = parse_time(get("end")?).map_err(bad_data)?;
+    let step = parse_step(get("step")?).map_err(bad_data)?;
+    if step <= 0 {
+        return Err(bad_data("step must be above zero"));
+    }
+    if end < start {
+        return Err(bad_data("end must not be before start"));
+    }
+    if (end - start) / step > MAX_POINTS {
+        return Err(bad_data(format!(
+            "exceeded maximum resolution of {MAX_POINTS} points per timeseries; try a larger step"
+        )));
+    }
+    Ok((expr, start, end, step))
+}
+
+fn instant_json(value: Value, ts: i64) -> Json {
+    match value {
+        Value::Scalar(v) => json!({"resultType": "scalar", "result": point(ts, v)}),
+        Value::Vector(samples) => json!({
+            "resultType": "vector",
+            "result": samples
+                .iter()
+                .map(|(labels, v)| json!({"metric": metric(labels), "value": point(ts, *v)}))
+                .collect::<Vec<_>>(),
+        }),
+        Value::Matrix(series) => json!({
+            "resultType": "matrix",
+            "result": series
+                .iter()
+                .map(|(labels, points)| json!({
+                    "metric": metric(labels),
+                    "values": points.iter().map(|&(t, v)| point(t, v)).collect::<Vec<_>>(),
+                }))
+                .collect::<Vec<_>>(),
+        }),
+    }
+}
+
+fn metric(labels: &[(String, String)]) -> Json {
+    Json::Object(
+        labels
+            .iter()
+            .map(|(k, v)| (k.clone(), Json::String(v.clone())))
+            .collect(),
+    )
+}
+
+/// `[seconds, "value"]`, the value formatted as Go's strconv 'f' with shortest precision.
+fn point(ts: i64, value: f64) -> Json {
+    json!([ts as f64 / 1000.0, format_value(value)])
+}
+
+pub fn format_value(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".into()
+    } else if value == f64::INFINITY {
+        "+Inf".into()
+    } else if value == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        value.to_string()
+    }
+}
+
+fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+fn pairs_json(pairs: &[(String, String)]) -> Json {
+    metric(pairs)
+}
+
+/// Active alerts of every alerting rule, as Prometheus' `/api/v1/alerts`.
+pub async fn alerts(State(state): State<AppState>) -> Response {
+    let mut out = Vec::new();
+    for loaded in state.rules.read().unwrap_or_else(|e| e.into_inner()).iter() {
+        let group_state = loaded.state.lock().unwrap_or_else(|e| e.into_inner());
+        for rule in &loaded.group.rules {
+            let RuleKind::Alert { name, .. } = &rule.kind else {
+                continue;
+            };
+            let Some(rule_alerts) = group_state.rules.get(&engine::rule_key(rule)) else {
+                continue;
+            };
+            for alert in rule_alerts
+                .alerts()
+                .filter(|a| a.state != AlertState::Resolved)
+            {
+                let mut labels = alert.labels.clone();
+                labels.push(("alertname".into(), name.clone()));
+                labels.sort();
+                out.push(json!({
+                    "labels": pairs_json(&labels),
+                    "annotations": pairs_json(&alert.annotations),
+                    "state": if alert.state == AlertState::Firing { "firing" } else { "pending" },
+                    "activeAt": rfc3339(alert.active_at),
+                    "value": format_value(alert.value),
+                }));
+            }
+        }
+    }
+    success(json!({ "alerts": out }))
+}
+
+/// Loaded rule groups with their rules and alerts, as Prometheus' `/api/v1/rules`.
+pub async fn rules(State(state): State<AppState>) -> Response {
+    let mut groups = Vec::new();
+    for loaded in state.rules.read().unwrap_or_else(|e| e.into_inner()).iter() {
+        let group_state = loaded.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rules = Vec::new();
+        for rule in &loaded.group.rules {
+            let labels: Vec<(String, String)> = rule
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            match &rule.kind {
+                RuleKind::Record { name } => rules.push(json!({
+                    "type": "recording", "name": name, "query": rule.expr.trim(),
+                    "labels": pairs_json(&labels), "health": "ok",
+                })),
+                RuleKind::Alert {
+                    name,
+                    hold,
+                    keep_firing_for,
+                    annotations,
+                } => {
+                    let alerts: Vec<Json> = group_state
+                        .rules
+                        .get(&engine::rule_key(rule))
+                        .map(|r| {
+                            r.alerts()
+                                .filter(|a| a.state != AlertState::Resolved)
+                                .map(|a| {
+                                    json!({
+                                        "labels": pairs_json(&a.labels),
+                                        "annotations": pairs_json(&a.annotations),
+                                        "state": if a.state == AlertState::Firing { "firing" } else { "pending" },
+                                        "activeAt": rfc3339(a.active_at),
+                                        "value": format_value(a.value),
+                                    })
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let state = if alerts.iter().any(|a| a["state"] == "firing") {
+                        "firing"
+                    } else if alerts.is_empty() {
+                        "inactive"
+                    } else {
+                        "pending"
+                    };
+                    let annotations: Vec<(String, String)> = annotations
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    rules.push(json!({
+                        "type": "alerting", "name": name, "query": rule.expr.trim(),
+                        "duration": hold.as_secs(), "keepFiringFor": keep_firing_for.as_secs(),
+                        "labels": pairs_json(&labels), "annotations": pairs_json(&annotations),
+                        "alerts": alerts, "state": state, "health": "ok",
+                    }));
+                }
+            }
+        }
+        groups.push(json!({
+            "name": loaded.group.name,
+            "file": loaded.group.file.display().to_string(),
+            "interval": loaded.interval.as_secs_f64(),
+            "limit": loaded.group.limit,
+            "rules": rules,
+        }));
+    }
+    success(json!({ "groups": groups }))
+}
+
+/// Metric names (`__name__`) or the values of one label over the live series.
+pub async fn label_values(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    let history = state.history.read().unwrap_or_else(|e| e.into_inner());
+    let mut values = std::collections::BTreeSet::new();
+    history.for_each_latest(|_, series| {
+        for (labels, _) in series {
+            if let Some(v) = labels.get(&name) {
+                values.insert(v.to_string());
+            }
+        }
+    });
+    success(json!(values))
+}
+
+/// Every label name of the live series.
+pub async fn label_names(State(state): State<AppState>) -> Response {
+    let history = state.history.read().unwrap_or_else(|e| e.into_inner());
+    let mut names = std::collections::BTreeSet::new();
+    history.for_each_latest(|_, series| {
+        for (labels, _) in series {
+            names.extend(labels.iter().map(|(k, _)| k.to_string()));
+        }
+    });
+    success(json!(names))
+}
+
+/// Enough of Prometheus' build info for Grafana's data source check.
+pub async fn buildinfo() -> Response {
+    success(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "revision": "prismwatch",
+        "branch": "",
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "",
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_times_and_values_parse_as_prometheus_does() {
+        let params = form("query=rate%28x%5B5m%5D%29+%3E+0&time=1700000000.5");
+        assert_eq!(params["query"], "rate(x[5m]) > 0");
+        assert_eq!(parse_time(&params["time"]), Ok(1_700_000_000_500));
+        assert_eq!(parse_time("2023-11-14T22:13:20Z"), Ok(1_700_000_000_000));
+        assert!(parse_time("yesterday").is_err());
+        assert_eq!(parse_step("15s"), Ok(15_000));
+        assert_eq!(parse_step("0.5"), Ok(500));
+        assert_eq!(format_value(f64::INFINITY), "+Inf");
+        assert_eq!(format_value(0.1), "0.1");
+        assert_eq!(format_value(1e21), "1000000000000000000000");
+    }
+}

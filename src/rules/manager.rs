@@ -1,0 +1,373 @@
+//! Runs the rule groups inside the daemon. An actor owns the loaded rules: each group runs in
+//! its own task on its own interval (evaluation on the blocking pool, so a slow group delays
+//! nobody else), alert state is saved in the state directory and restored at start, and the
+//! rules are reloaded on request (SIGHUP) or when a rule file changes. A reload validates the
+//! new files first; if any is broken the old rules keep running.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use super::engine::{self, Context, GroupState};
+use super::{Group, RuleError};
+use crate::collector::now_ms;
+use crate::history::History;
+
+/// Interval of a group that sets none (Prometheus' global default is 1m; an agent on the host
+/// can afford to look more often).
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Alert state of every group, in the state directory.
+pub const STATE_FILE: &str = "rules-state.json";
+
+/// How often rule files are checked for changes, and state saved.
+const POLL_PERIOD: Duration = Duration::from_secs(2);
+const SAVE_PERIOD: Duration = Duration::from_secs(10);
+
+/// Which rules to run: the files named in the configuration, or the built-in defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RuleSet {
+    Builtin,
+    Files(Vec<PathBuf>),
+}
+
+impl RuleSet {
+    /// The configured files, or the built-in defaults when none are configured.
+    pub fn from_paths(paths: &[PathBuf]) -> RuleSet {
+        if paths.is_empty() {
+            RuleSet::Builtin
+        } else {
+            RuleSet::Files(paths.to_vec())
+        }
+    }
+
+    fn load(&self) -> (Vec<Group>, Vec<RuleError>) {
+        match self {
+            RuleSet::Builtin => super::load_builtin(),
+            RuleSet::Files(paths) => super::load(paths),
+        }
+    }
+
+    /// What a file change looks like: every rule file with its modification time and size.
+    fn fingerprint(&self) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
+        let RuleSet::Files(paths) = self else {
+            return Vec::new();
+        };
+        super::rule_files(paths)
+            .into_iter()
+            .map(|file| {
+                let meta = std::fs::metadata(&file).ok();
+                let modified = meta.as_ref().and_then(|m| m.modified().ok());
+                let len = meta.map_or(0, |m| m.len());
+                (file, modified, len)
+            })
+            .collect()
+    }
+}
+
+/// One running group and its state, as the HTTP API shows them.
+#[derive(Clone)]
+pub struct LoadedGroup {
+    pub group: Arc<Group>,
+    pub state: Arc<Mutex<GroupState>>,
+    pub interval: Duration,
+}
+
+/// The running groups, shared read-only with the HTTP API.
+pub type RulesView = Arc<RwLock<Vec<LoadedGroup>>>;
+
+/// Asks the rules actor to reload.
+#[derive(Clone)]
+pub struct RulesHandle {
+    reload: mpsc::UnboundedSender<RuleSet>,
+    pub view: RulesView,
+}
+
+impl RulesHandle {
+    /// Reloads from `set` (validated first; on any error the running rules stay).
+    pub fn reload(&self, set: RuleSet) {
+        let _ = self.reload.send(set);
+    }
+}
+
+/// Starts the rules actor.
+pub fn spawn(
+    set: RuleSet,
+    history: Arc<RwLock<History>>,
+    state_dir: &Path,
+    context: Context,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> RulesHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let view: RulesView = Arc::default();
+    let state_path = state_dir.join(STATE_FILE);
+    let saved = load_state(&state_path);
+    let context = Arc::new(Context {
+        restored_at: (!saved.is_empty()).then(now_ms),
+        ..context
+    });
+    let actor = Actor {
+        set,
+        history,
+        state_path,
+        states: saved,
+        context,
+        running: CancellationToken::new(),
+        view: Arc::clone(&view),
+        tracker: tracker.clone(),
+        shutdown: shutdown.clone(),
+    };
+    tracker.spawn(actor.run(rx).instrument(info_span!("rules")));
+    RulesHandle { reload: tx, view }
+}
+
+struct Actor {
+    set: RuleSet,
+    history: Arc<RwLock<History>>,
+    state_path: PathBuf,
+    /// State by group key, including groups not (yet) loaded, so a state restored from disk
+    /// reaches its group once it loads.
+    states: BTreeMap<String, Arc<Mutex<GroupState>>>,
+    context: Arc<Context>,
+    /// Cancels the running generation of group tasks.
+    running: CancellationToken,
+    view: RulesView,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Actor {
+    async fn run(mut self, mut requests: mpsc::UnboundedReceiver<RuleSet>) {
+        let (groups, errors) = self.set.load();
+        for problem in &errors {
+            error!(error = %problem, "A rule file has an error; its rules are not evaluated.");
+        }
+        self.start(groups, &BTreeSet::new());
+        let mut fingerprint = self.set.fingerprint();
+        let mut poll = tokio::time::interval(POLL_PERIOD);
+        let mut save = tokio::time::interval(SAVE_PERIOD);
+        save.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                Some(set) = requests.recv() => {
+                    self.set = set;
+                    self.reload("signal");
+                    fingerprint = self.set.fingerprint();
+                }
+                _ = poll.tick() => {
+                    let now = self.set.fingerprint();
+                    if now != fingerprint {
+                        fingerprint = now;
+                        self.reload("file change");
+                    }
+                }
+                _ = save.tick() => self.save(),
+            }
+        }
+        self.running.cancel();
+        self.save();
+    }
+
+    /// Loads and validates the rule set; starts it only if every file is valid.
+    fn reload(&mut self, cause: &str) {
+        let (groups, errors) = self.set.load();
+        if !errors.is_empty() {
+            for problem in &errors {
+                error!(error = %problem, cause, "Rule reload refused; the previous rules keep running.");
+            }
+            metrics::gauge!("prismwatch_rules_last_reload_successful").set(0.0);
+            return;
+        }
+        let old_sources: BTreeSet<String> = self.sources();
+        self.running.cancel();
+        self.start(groups, &old_sources);
+        metrics::gauge!("prismwatch_rules_last_reload_successful").set(1.0);
+        info!(
+            cause,
+            groups = self.view.read().map(|v| v.len()).unwrap_or(0),
+            "Rules reloaded."
+        );
+    }
+
+    /// History sources of the running rules.
+    fn sources(&self) -> BTreeSet<String> {
+        let view = self.view.read().unwrap_or_else(|e| e.into_inner());
+        view.iter()
+            .flat_map(|loaded| {
+                loaded
+                    .group
+                    .rules
+                    .iter()
+                    .map(|rule| engine::rule_source(&loaded.group, rule))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Starts one task per group; series of rules that are gone end now.
+    fn start(&mut self, groups: Vec<Group>, old_sources: &BTreeSet<String>) {
+        self.running = self.shutdown.child_token();
+        let mut loaded = Vec::with_capacity(groups.len());
+        for group in groups {
+            let key = group_key(&group);
+            let state = Arc::clone(self.states.entry(key).or_default());
+            let interval = group
+                .interval
+                .filter(|d| !d.is_zero())
+                .unwrap_or(DEFAULT_INTERVAL);
+            loaded.push(LoadedGroup {
+                group: Arc::new(group),
+                state,
+                interval,
+            });
+        }
+        let live: BTreeSet<String> = loaded.iter().map(|l| group_key(&l.group)).collect();
+        self.states.retain(|key, _| live.contains(key));
+        for group in &loaded {
+            let task = run_group(
+                group.clone(),
+                Arc::clone(&self.history),
+                Arc::clone(&self.context),
+                self.running.clone(),
+            );
+            let span = info_span!("rule_group", group = %group.group.name);
+            self.tracker.spawn(task.instrument(span));
+        }
+        if let Ok(mut view) = self.view.write() {
+            *view = loaded;
+        }
+        let now_sources = self.sources();
+        let now = now_ms();
+        if let Ok(mut history) = self.history.write() {
+            for source in old_sources.difference(&now_sources) {
+                history.retire_source(source, now);
+            }
+        }
+    }
+
+    /// Writes every group's alert state (atomically: a temporary file, then a rename).
+    fn save(&self) {
+        let snapshot: BTreeMap<&String, GroupState> = self
+            .states
+            .iter()
+            .map(|(key, state)| (key, state.lock().unwrap_or_else(|e| e.into_inner()).clone()))
+            .collect();
+        let result = serde_json::to_vec(&snapshot)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| {
+                let temporary = self.state_path.with_extension("json.tmp");
+                std::fs::write(&temporary, bytes)?;
+                std::fs::rename(&temporary, &self.state_path)
+            });
+        if let Err(problem) = result {
+            warn!(path = %self.state_path.display(), error = %problem, "Cannot save the alert state; alerts would restart their `for` after a restart.");
+        }
+    }
+}
+
+/// A group's identity across reloads and restarts: its file and name, as Prometheus' `rule_group`.
+pub fn group_key(group: &Group) -> String {
+    format!("{};{}", group.file.display(), group.name)
+}
+
+fn load_state(path: &Path) -> BTreeMap<String, Arc<Mutex<GroupState>>> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return BTreeMap::new();
+    };
+    match serde_json::from_slice::<BTreeMap<String, GroupState>>(&bytes) {
+        Ok(states) => states
+            .into_iter()
+            .map(|(key, state)| (key, Arc::new(Mutex::new(state))))
+            .collect(),
+        Err(problem) => {
+            warn!(path = %path.display(), error = %problem, "The saved alert state is unreadable; starting with none.");
+            BTreeMap::new()
+        }
+    }
+}
+
+/// Evaluates one group on its interval until cancelled.
+async fn run_group(
+    loaded: LoadedGroup,
+    history: Arc<RwLock<History>>,
+    context: Arc<Context>,
+    cancel: CancellationToken,
+) {
+    let label = group_key(&loaded.group);
+    let interval_ms = loaded.interval.as_millis() as i64;
+    metrics::gauge!("prismwatch_rule_group_interval_seconds", "rule_group" => label.clone())
+        .set(loaded.interval.as_secs_f64());
+    metrics::gauge!("prismwatch_rule_group_rules", "rule_group" => label.clone())
+        .set(loaded.group.rules.len() as f64);
+    let mut tick = tokio::time::interval(loaded.interval);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut previous: Option<i64> = None;
+    let mut last_errors: BTreeMap<String, String> = BTreeMap::new();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let ts = now_ms();
+        if let Some(previous) = previous {
+            let missed = (ts - previous) / interval_ms - 1;
+            if missed > 0 {
+                metrics::counter!("prismwatch_rule_group_iterations_missed_total", "rule_group" => label.clone())
+                    .increment(missed as u64);
+            }
+        }
+        previous = Some(ts);
+        let started = Instant::now();
+        let (group, state, store, context) = (
+            Arc::clone(&loaded.group),
+            Arc::clone(&loaded.state),
+            Arc::clone(&history),
+            Arc::clone(&context),
+        );
+        let outcomes = tokio::task::spawn_blocking(move || {
+            let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+            engine::evaluate_group(&*store, &group, ts, &mut state, &context)
+        })
+        .await;
+        let elapsed = started.elapsed().as_secs_f64();
+        metrics::counter!("prismwatch_rule_group_iterations_total", "rule_group" => label.clone())
+            .increment(1);
+        metrics::gauge!("prismwatch_rule_group_last_duration_seconds", "rule_group" => label.clone())
+            .set(elapsed);
+        metrics::histogram!("prismwatch_rule_group_duration_seconds", "rule_group" => label.clone())
+            .record(elapsed);
+        metrics::gauge!("prismwatch_rule_group_last_evaluation_timestamp_seconds", "rule_group" => label.clone())
+            .set(ts as f64 / 1000.0);
+        let Ok(outcomes) = outcomes else {
+            error!("A rule group evaluation panicked; it runs again at the next interval.");
+            continue;
+        };
+        for outcome in outcomes {
+            match outcome.error {
+                Some(message) => {
+                    metrics::counter!("prismwatch_rule_evaluation_failures_total", "rule_group" => label.clone())
+                        .increment(1);
+                    // One log line when a rule starts failing or fails differently, not one per interval.
+                    if last_errors.get(&outcome.name) != Some(&message) {
+                        warn!(rule = %outcome.name, error = %message, "Rule evaluation failed.");
+                        last_errors.insert(outcome.name, message);
+                    }
+                }
+                None => {
+                    if last_errors.remove(&outcome.name).is_some() {
+                        info!(rule = %outcome.name, "Rule evaluates again.");
+                    }
+                }
+            }
+        }
+    }
+}

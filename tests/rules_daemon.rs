@@ -1,0 +1,381 @@
+//! Rules inside the running daemon: groups evaluated on their interval, recording rules written
+//! into the history and the exposition, ALERTS and ALERTS_FOR_STATE as Prometheus writes them,
+//! alert state kept across a restart, reloads on file change and SIGHUP that refuse a broken
+//! file while the old rules keep running, the Prometheus-compatible query API and `prismwatch
+//! query`, and the built-in default rules when nothing is configured.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Daemon, Exposition, wait_for};
+
+const RULES: &str = r#"
+groups:
+  - name: local
+    interval: 1s
+    rules:
+      - record: instance:load1:doubled
+        expr: node_load1 * 2
+        labels:
+          source: rule
+      - alert: AlwaysOn
+        expr: node_load1 >= 0
+        for: 3s
+        labels:
+          severity: page
+        annotations:
+          summary: "load is {{ $value }} ({{ $labels.source }})"
+      - alert: LongPending
+        expr: vector(1)
+        for: 1h
+"#;
+
+fn write_rules(dir: &Path, text: &str) -> String {
+    let path = dir.join("local.yml");
+    std::fs::write(&path, text).expect("write rules");
+    path.display().to_string()
+}
+
+fn alert_key(name: &str, state: &str, extra: &str) -> String {
+    format!("ALERTS{{alertname=\"{name}\",alertstate=\"{state}\"{extra}}}")
+}
+
+/// A daemon evaluating `rules` from a file in its own directory (returned, kept alive).
+fn start(rules: &str) -> (Daemon, tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = write_rules(dir.path(), rules);
+    let daemon = Daemon::start_ready(None, &["--rules", &path, "--host-interval", "1s"]);
+    (daemon, dir, path)
+}
+
+#[test]
+fn alerts_fire_recordings_land_and_state_survives_a_restart() {
+    let (mut daemon, _dir, path) = start(RULES);
+
+    let pending = alert_key("AlwaysOn", "pending", ",severity=\"page\"");
+    let firing = alert_key("AlwaysOn", "firing", ",severity=\"page\"");
+    wait_for(&daemon, "AlwaysOn pending", 20, |e| {
+        e.value(&pending) == Some(1.0)
+    });
+    let scrape = wait_for(&daemon, "AlwaysOn firing after for: 3s", 20, |e| {
+        e.value(&firing) == Some(1.0)
+    });
+    assert_eq!(scrape.value(&pending), None, "one state at a time");
+
+    // The recording rule: node_load1 * 2 with the rule's label, name replaced.
+    let scrape = wait_for(&daemon, "the recorded series", 10, |e| {
+        e.value("instance:load1:doubled{source=\"rule\"}").is_some()
+    });
+    let load = scrape.value("node_load1").expect("node_load1");
+    let doubled = scrape
+        .value("instance:load1:doubled{source=\"rule\"}")
+        .expect("recorded");
+    assert!(
+        (doubled - 2.0 * load).abs() <= 2.0 * load.max(0.01) + 1.0,
+        "{doubled} vs 2 x {load} (one collection apart at most)"
+    );
+
+    // ALERTS_FOR_STATE holds when the alert became active.
+    let long_for_state = "ALERTS_FOR_STATE{alertname=\"LongPending\"}";
+    let active_at = scrape.value(long_for_state).expect("ALERTS_FOR_STATE");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    assert!(
+        (now - active_at) < 60.0 && active_at <= now,
+        "{active_at} vs {now}"
+    );
+    assert_eq!(
+        scrape.value(&alert_key("LongPending", "pending", "")),
+        Some(1.0)
+    );
+
+    // The alerts API renders annotations with the series' own labels and value.
+    let alerts = daemon.get("/api/v1/alerts", &[]);
+    assert_eq!(alerts.status, 200);
+    let json: serde_json::Value = serde_json::from_str(&alerts.body).expect("JSON");
+    let always = json["data"]["alerts"]
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .find(|a| a["labels"]["alertname"] == "AlwaysOn")
+        .expect("AlwaysOn listed")
+        .clone();
+    assert_eq!(always["state"], "firing");
+    let summary = always["annotations"]["summary"].as_str().expect("summary");
+    assert!(summary.starts_with("load is "), "{summary}");
+    assert!(
+        summary.ends_with(" ()"),
+        "rule labels are not template labels: {summary}"
+    );
+
+    // Restart: the saved state comes back. AlwaysOn is firing at the first evaluation (not
+    // pending for another 3 s) and LongPending keeps its active time.
+    daemon.restart();
+    let scrape = wait_for(&daemon, "alerts after the restart", 20, |e| {
+        e.value(&firing).is_some() || e.value(&pending).is_some()
+    });
+    assert_eq!(
+        scrape.value(&pending),
+        None,
+        "the alert went back to pending after a restart"
+    );
+    assert_eq!(scrape.value(&firing), Some(1.0));
+    let scrape = wait_for(&daemon, "LongPending after the restart", 20, |e| {
+        e.value(long_for_state).is_some()
+    });
+    assert_eq!(scrape.value(long_for_state), Some(active_at));
+    assert!(
+        daemon.state_dir().join("rules-state.json").exists(),
+        "state file"
+    );
+
+    // Group telemetry.
+    let group = format!("{path};local");
+    let scrape = daemon.scrape();
+    let iterations = scrape
+        .value(&format!(
+            "prismwatch_rule_group_iterations_total{{rule_group=\"{group}\"}}"
+        ))
+        .expect("iterations");
+    assert!(iterations >= 1.0);
+    assert!(
+        scrape
+            .value(&format!(
+                "prismwatch_rule_group_last_duration_seconds{{rule_group=\"{group}\"}}"
+            ))
+            .is_some()
+    );
+    assert_eq!(
+        scrape.value(&format!(
+            "prismwatch_rule_group_rules{{rule_group=\"{group}\"}}"
+        )),
+        Some(3.0)
+    );
+}
+
+fn wait_log(daemon: &Daemon, needle: &str, seconds: u64) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < deadline {
+        if daemon.logs().contains(needle) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no {needle:?} in the logs:\n{}", daemon.logs());
+}
+
+fn count_in_logs(daemon: &Daemon, needle: &str) -> usize {
+    daemon.logs().matches(needle).count()
+}
+
+#[test]
+fn reloads_refuse_broken_files_and_keep_unchanged_alerts() {
+    let (daemon, dir, path) = start(RULES);
+    let long_for_state = "ALERTS_FOR_STATE{alertname=\"LongPending\"}";
+    let scrape = wait_for(&daemon, "LongPending", 20, |e| {
+        e.value(long_for_state).is_some()
+    });
+    let active_at = scrape.value(long_for_state).expect("active time");
+
+    // A broken file (unknown function) on disk: refused with a message naming file, group and
+    // rule; the old rules keep running.
+    let broken = RULES.replace("vector(1)", "vectr(1)");
+    write_rules(dir.path(), &broken);
+    wait_log(&daemon, "Rule reload refused", 15);
+    let logs = daemon.logs();
+    assert!(logs.contains("local.yml"), "{logs}");
+    assert!(logs.contains("LongPending"), "{logs}");
+    let before = daemon
+        .scrape()
+        .samples
+        .iter()
+        .filter(|(k, _)| k.starts_with("prismwatch_rule_group_iterations_total"))
+        .map(|(_, v)| *v)
+        .sum::<f64>();
+    let scrape = wait_for(&daemon, "evaluation to go on", 10, |e| {
+        e.samples
+            .iter()
+            .filter(|(k, _)| k.starts_with("prismwatch_rule_group_iterations_total"))
+            .map(|(_, v)| *v)
+            .sum::<f64>()
+            >= before + 2.0
+    });
+    assert_eq!(
+        scrape.value("prismwatch_rules_last_reload_successful"),
+        Some(0.0)
+    );
+    assert_eq!(scrape.value(long_for_state), Some(active_at));
+
+    // A valid change: a new alert joins; the unchanged LongPending keeps its state.
+    let changed = format!("{RULES}      - alert: Added\n        expr: vector(2)\n");
+    write_rules(dir.path(), &changed);
+    let scrape = wait_for(&daemon, "the added alert", 20, |e| {
+        e.value(&alert_key("Added", "firing", "")).is_some()
+    });
+    assert_eq!(scrape.value(long_for_state), Some(active_at));
+    assert_eq!(
+        scrape.value("prismwatch_rules_last_reload_successful"),
+        Some(1.0)
+    );
+
+    // Removing a rule ends its ALERTS series at once (stale), not after the lookback.
+    write_rules(dir.path(), RULES);
+    wait_for(&daemon, "the removed alert to go", 20, |e| {
+        e.value(&alert_key("Added", "firing", "")).is_none()
+    });
+
+    // SIGHUP reloads too (the rule files come with the configuration).
+    let reloads = count_in_logs(&daemon, "Rules reloaded.");
+    daemon.signal(rustix::process::Signal::HUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count_in_logs(&daemon, "Rules reloaded.") == reloads && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        count_in_logs(&daemon, "Rules reloaded.") > reloads,
+        "{}",
+        daemon.logs()
+    );
+    assert!(std::path::Path::new(&path).exists());
+}
+
+#[test]
+fn query_api_answers_as_prometheus_and_the_cli_prints_it() {
+    let (daemon, _dir, _) = start(RULES);
+    wait_for(&daemon, "node_load1", 20, |e| {
+        e.value("node_load1").is_some()
+    });
+
+    let instant = daemon.get("/api/v1/query?query=node_load1%20%3E%3D%200", &[]);
+    assert_eq!(instant.status, 200, "{}", instant.body);
+    let json: serde_json::Value = serde_json::from_str(&instant.body).expect("JSON");
+    assert_eq!(json["status"], "success");
+    assert_eq!(json["data"]["resultType"], "vector");
+    let result = json["data"]["result"].as_array().expect("result");
+    assert_eq!(result.len(), 1, "{json}");
+    assert_eq!(result[0]["metric"]["__name__"], "node_load1");
+    assert!(
+        result[0]["value"][1].as_str().is_some(),
+        "value as a string"
+    );
+
+    // POST with a form body, as Grafana sends it; a range query gives a matrix. Five seconds
+    // of history first, so every step of the range has data.
+    std::thread::sleep(Duration::from_secs(5));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let body = format!(
+        "query=count(node_cpu_seconds_total)&start={}&end={now}&step=1",
+        now - 5
+    );
+    let range = common::request(
+        &daemon.address,
+        "POST",
+        "/api/v1/query_range",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        body.as_bytes(),
+    )
+    .expect("range query");
+    assert_eq!(range.status, 200, "{}", range.body);
+    let json: serde_json::Value = serde_json::from_str(&range.body).expect("JSON");
+    assert_eq!(json["data"]["resultType"], "matrix");
+    let values = json["data"]["result"][0]["values"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no values in {json}"));
+    assert!(values.len() >= 3, "{json}");
+
+    // Errors: bad syntax and an unsupported function are 400 bad_data, naming the problem.
+    let bad = daemon.get("/api/v1/query?query=rate(", &[]);
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("bad_data"), "{}", bad.body);
+    let unsupported = daemon.get(
+        "/api/v1/query?query=holt_winters(node_load1%5B5m%5D%2C0.5%2C0.5)",
+        &[],
+    );
+    assert_eq!(unsupported.status, 400, "{}", unsupported.body);
+    assert!(
+        unsupported.body.contains("holt_winters"),
+        "{}",
+        unsupported.body
+    );
+
+    // Label values for Grafana's metric browser.
+    let names = daemon.get("/api/v1/label/__name__/values", &[]);
+    assert!(names.body.contains("\"node_load1\""), "{}", names.body);
+
+    // The CLI.
+    let output = Command::new(env!("CARGO_BIN_EXE_prismwatch"))
+        .args([
+            "query",
+            "--url",
+            &format!("http://{}", daemon.address),
+            "count(node_load1) * 0 + 7",
+        ])
+        .output()
+        .expect("run prismwatch query");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("{} => 7 @"), "{text}");
+    let output = Command::new(env!("CARGO_BIN_EXE_prismwatch"))
+        .args(["query", "--url", "http://127.0.0.1:1", "up"])
+        .output()
+        .expect("run prismwatch query");
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("cannot connect"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn default_rules_run_with_no_configuration() {
+    let daemon = Daemon::start_ready(None, &["--host-interval", "1s"]);
+    let rules = daemon.get("/api/v1/rules", &[]);
+    assert_eq!(rules.status, 200);
+    let json: serde_json::Value = serde_json::from_str(&rules.body).expect("JSON");
+    let groups = json["data"]["groups"].as_array().expect("groups");
+    let files: Vec<&str> = groups.iter().filter_map(|g| g["file"].as_str()).collect();
+    for file in [
+        "builtin:rules/host.yml",
+        "builtin:rules/postgres.yml",
+        "builtin:rules/redis.yml",
+        "builtin:rules/ai-spend.yml",
+    ] {
+        assert!(files.contains(&file), "{file} missing from {files:?}");
+    }
+    let names: Vec<&str> = groups
+        .iter()
+        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert!(names.contains(&"HostCpuBusy"), "{names:?}");
+    // They are evaluated: every group has run at least once within its interval.
+    let scrape: Exposition = wait_for(&daemon, "default groups evaluated", 40, |e| {
+        let runs: Vec<f64> = e
+            .samples
+            .iter()
+            .filter(|(k, _)| k.starts_with("prismwatch_rule_group_iterations_total"))
+            .map(|(_, v)| *v)
+            .collect();
+        runs.len() == groups.len() && runs.iter().all(|v| *v >= 1.0)
+    });
+    assert!(
+        scrape
+            .samples
+            .keys()
+            .all(|k| !k.starts_with("prismwatch_rule_evaluation_failures_total")),
+        "no default rule fails to evaluate"
+    );
+}
