@@ -379,3 +379,37 @@ fn default_rules_run_with_no_configuration() {
         "no default rule fails to evaluate"
     );
 }
+
+#[test]
+fn a_slow_group_delays_no_other_group_and_counts_its_missed_iterations() {
+    // The slow group's rules each evaluate every series ten thousand times (a 10 s subquery
+    // at 1 ms steps); the quick group beside it must keep its one-second rhythm meanwhile,
+    // and so must collection and scrapes.
+    let slow_rule = |n: usize| {
+        format!(
+            "      - record: slow:series:{n}\n        expr: max_over_time(count({{__name__=~\".+\"}})[10s:1ms])\n"
+        )
+    };
+    let rules = format!(
+        "groups:\n  - name: quick\n    interval: 1s\n    rules:\n      - record: quick:one\n        expr: vector(1)\n  - name: slow\n    interval: 1s\n    rules:\n{}",
+        (0..2).map(slow_rule).collect::<String>()
+    );
+    let (daemon, _dir, path) = start(&rules);
+    let quick = format!("prismwatch_rule_group_iterations_total{{rule_group=\"{path};quick\"}}");
+    let missed =
+        format!("prismwatch_rule_group_iterations_missed_total{{rule_group=\"{path};slow\"}}");
+    let first = wait_for(&daemon, "the quick group", 20, |e| {
+        e.value(&quick).is_some()
+    });
+    let started = first.value(&quick).unwrap_or(0.0);
+    let begun = Instant::now();
+    let scrape = wait_for(&daemon, "the slow group to miss an iteration", 60, |e| {
+        e.value(&missed).is_some_and(|v| v >= 1.0)
+    });
+    let elapsed = begun.elapsed().as_secs_f64();
+    let quick_runs = scrape.value(&quick).unwrap_or(0.0) - started;
+    assert!(
+        quick_runs >= (elapsed - 2.0).floor().max(1.0),
+        "the quick group ran {quick_runs} times in {elapsed:.1} s beside the slow one"
+    );
+}

@@ -143,11 +143,8 @@ async fn query(state: AppState, params: Params) -> Response {
         Some(Err(message)) => return bad_data(message).into_response(),
     };
     let history = state.history.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let history = history.read().unwrap_or_else(|e| e.into_inner());
-        eval::eval(&history, &expr, ts)
-    })
-    .await;
+    // The history's lock is taken per selection, not for the whole query.
+    let result = tokio::task::spawn_blocking(move || eval::eval(&*history, &expr, ts)).await;
     match result {
         Ok(Ok(value)) => success(instant_json(value, ts)),
         Ok(Err(message)) => error_response(StatusCode::UNPROCESSABLE_ENTITY, "execution", message),
@@ -166,7 +163,6 @@ async fn query_range(state: AppState, params: Params) -> Response {
     };
     let history = state.history.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let history = history.read().unwrap_or_else(|e| e.into_inner());
         // `@ start()` and `@ end()` mean the range's edges.
         let options = eval::EvalOptions {
             query_range: Some((start, end)),
@@ -176,7 +172,7 @@ async fn query_range(state: AppState, params: Params) -> Response {
         let mut ts = start;
         let mut scalar = true;
         while ts <= end {
-            match eval::eval_with(&history, &expr, ts, &options)? {
+            match eval::eval_with(&*history, &expr, ts, &options)? {
                 Value::Scalar(v) => series.entry(Vec::new()).or_default().push((ts, v)),
                 Value::Vector(samples) => {
                     scalar = false;

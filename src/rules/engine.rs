@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::alert::RuleAlerts;
 
-use super::eval::{self, Value};
+use super::eval::{self, SeriesSource, Value};
 use super::template::{self, TemplateData};
 use super::{Group, Rule, RuleKind};
 use crate::history::History;
@@ -23,16 +23,12 @@ use crate::model::{Batch, Labels, MetricKind};
 type Samples = Vec<(Vec<(String, String)>, f64)>;
 
 /// Where rules read from and write to: the daemon's shared history, or a test's own.
-pub trait Store {
-    fn read<R>(&self, f: impl FnOnce(&History) -> R) -> R;
+pub trait Store: SeriesSource {
     /// Writes one source's complete batch at `ts`; series of the source missing from it end.
     fn write(&self, source: &str, ts: i64, batch: Batch);
 }
 
 impl Store for RwLock<History> {
-    fn read<R>(&self, f: impl FnOnce(&History) -> R) -> R {
-        f(&self.read().unwrap_or_else(|e| e.into_inner()))
-    }
     fn write(&self, source: &str, ts: i64, batch: Batch) {
         self.write()
             .unwrap_or_else(|e| e.into_inner())
@@ -41,9 +37,6 @@ impl Store for RwLock<History> {
 }
 
 impl Store for RefCell<History> {
-    fn read<R>(&self, f: impl FnOnce(&History) -> R) -> R {
-        f(&self.borrow())
-    }
     fn write(&self, source: &str, ts: i64, batch: Batch) {
         self.borrow_mut().ingest(source, ts, batch);
     }
@@ -150,7 +143,7 @@ pub fn evaluate_group(
     for rule in &group.rules {
         let key = rule_key(rule);
         live_keys.insert(key.clone());
-        let result = store.read(|history| eval::eval_with(history, &rule.parsed, ts, &options));
+        let result = eval::eval_with(store, &rule.parsed, ts, &options);
         let (batch, error) = match result.and_then(vector) {
             Ok(samples) => match &rule.kind {
                 RuleKind::Record { name } => record(name, rule, samples, group.limit),

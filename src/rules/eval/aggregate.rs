@@ -1,0 +1,172 @@
+//! Aggregation operators (`sum by (job) (...)` and the rest) and the quantile they share with
+//! `quantile_over_time`.
+
+use std::collections::BTreeMap;
+
+use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
+
+use super::binary::signature;
+use super::{AGGREGATIONS, Context, LabelSet, Value, unwrap_parens};
+
+impl Context<'_> {
+    pub(super) fn aggregate(&self, agg: &AggregateExpr, ts: i64) -> Result<Value, String> {
+        let op = agg.op.to_string();
+        if !AGGREGATIONS.contains(&op.as_str()) {
+            return Err(format!("aggregation `{op}` is not supported"));
+        }
+        let Value::Vector(input) = self.eval(&agg.expr, ts)? else {
+            return Err(format!("{op}(): expected an instant vector"));
+        };
+        if let Some(param) = &agg.param {
+            return self.aggregate_with_parameter(&op, param, &agg.modifier, input, ts);
+        }
+        let mut groups: BTreeMap<LabelSet, Vec<f64>> = BTreeMap::new();
+        for (labels, value) in input {
+            groups
+                .entry(grouping(&labels, &agg.modifier))
+                .or_default()
+                .push(value);
+        }
+        let mut out = Vec::new();
+        for (labels, values) in groups {
+            let n = values.len() as f64;
+            let mean = values.iter().sum::<f64>() / n;
+            let value = match op.as_str() {
+                "sum" => values.iter().sum(),
+                "avg" => mean,
+                "min" => values.iter().copied().fold(f64::INFINITY, f64::min),
+                "max" => values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                "count" => n,
+                "group" => 1.0,
+                "stdvar" => values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n,
+                "stddev" => (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt(),
+                other => return Err(format!("{other}(): expected a parameter")),
+            };
+            out.push((labels, value));
+        }
+        Ok(Value::Vector(out))
+    }
+
+    /// topk, bottomk (keep whole series, labels included), quantile and count_values.
+    fn aggregate_with_parameter(
+        &self,
+        op: &str,
+        param: &Expr,
+        modifier: &Option<LabelModifier>,
+        input: Vec<(LabelSet, f64)>,
+        ts: i64,
+    ) -> Result<Value, String> {
+        let mut groups: BTreeMap<LabelSet, Vec<(LabelSet, f64)>> = BTreeMap::new();
+        for (labels, value) in input {
+            groups
+                .entry(grouping(&labels, modifier))
+                .or_default()
+                .push((labels, value));
+        }
+        match op {
+            "topk" | "bottomk" => {
+                let k = self.scalar_arg(Some(param), ts, op)?;
+                let k = if k.is_finite() && k >= 1.0 {
+                    k as usize
+                } else {
+                    0
+                };
+                let mut out = Vec::new();
+                for (_, mut members) in groups {
+                    members.sort_by(|a, b| {
+                        if op == "topk" {
+                            b.1.total_cmp(&a.1)
+                        } else {
+                            a.1.total_cmp(&b.1)
+                        }
+                    });
+                    members.truncate(k);
+                    out.extend(members);
+                }
+                Ok(Value::Vector(out))
+            }
+            "quantile" => {
+                let q = self.scalar_arg(Some(param), ts, op)?;
+                let out = groups
+                    .into_iter()
+                    .map(|(labels, members)| {
+                        let mut values: Vec<f64> = members.into_iter().map(|m| m.1).collect();
+                        values.sort_by(f64::total_cmp);
+                        (labels, quantile(q, &values))
+                    })
+                    .collect();
+                Ok(Value::Vector(out))
+            }
+            "count_values" => {
+                let Expr::StringLiteral(label) = unwrap_parens(param) else {
+                    return Err("count_values(): expected a label name string".into());
+                };
+                let mut counts: BTreeMap<LabelSet, f64> = BTreeMap::new();
+                for (group, members) in groups {
+                    for (_, value) in members {
+                        let mut labels = group.clone();
+                        labels.retain(|(k, _)| *k != label.val);
+                        labels.push((
+                            label.val.clone(),
+                            crate::exposition::format_value_string(value),
+                        ));
+                        labels.sort();
+                        *counts.entry(labels).or_default() += 1.0;
+                    }
+                }
+                Ok(Value::Vector(counts.into_iter().collect()))
+            }
+            other => Err(format!("{other}(): does not take a parameter")),
+        }
+    }
+}
+
+/// Prometheus' quantile: linear interpolation between ranks, -Inf/+Inf outside [0, 1].
+pub(super) fn quantile(q: f64, sorted: &[f64]) -> f64 {
+    if sorted.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    let rank = q * (sorted.len() - 1) as f64;
+    let lower = rank.floor() as usize;
+    let upper = (lower + 1).min(sorted.len() - 1);
+    let weight = rank - rank.floor();
+    sorted[lower] * (1.0 - weight) + sorted[upper] * weight
+}
+
+/// The labels that group an aggregation: `by` keeps the listed ones, `without` drops them (and
+/// the name), no modifier groups everything together.
+fn grouping(labels: &LabelSet, modifier: &Option<LabelModifier>) -> LabelSet {
+    match modifier {
+        None => Vec::new(),
+        Some(modifier) => signature(labels, Some(modifier)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::*;
+
+    #[test]
+    fn topk_quantile_and_count_values() {
+        let at = 20 * 60_000 + 7_500;
+        let top = check("topk(1, rate(http_requests_total[5m]))", at);
+        assert_eq!(
+            top,
+            vec![(r#"[("instance", "b"), ("job", "api")]"#.to_string(), 2.0)]
+        );
+        assert_eq!(check("bottomk(1, up)", at)[0].1, 0.0);
+        assert_eq!(
+            check("quantile(0.5, rate(http_requests_total[5m]))", at)[0].1,
+            1.5
+        );
+        assert_eq!(check(r#"count_values("v", up)"#, at).len(), 2);
+        assert_eq!(quantile(0.9, &[1.0, 2.0, 3.0, 4.0, 5.0]), 4.6);
+    }
+}
