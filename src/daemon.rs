@@ -118,7 +118,7 @@ pub async fn run(
                         match apply(&current, &next, &history, &auth, &readiness, &status, &spend, &mut server, &mut collectors, &state, &tracker, &shutdown).await {
                             Ok(()) => {
                                 info!(config = %next.origin, "Configuration reloaded.");
-                                rules.reload(RuleSet::from_paths(&next.rules));
+                                rules.reload(RuleSet::from_paths(&next.rules), next.external_labels.clone());
                                 record_reload(true);
                                 current = next;
                             }

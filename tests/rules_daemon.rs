@@ -413,3 +413,24 @@ fn a_slow_group_delays_no_other_group_and_counts_its_missed_iterations() {
         "the quick group ran {quick_runs} times in {elapsed:.1} s beside the slow one"
     );
 }
+
+#[test]
+fn external_labels_from_the_configuration_reach_templates() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = write_rules(
+        dir.path(),
+        "groups:\n  - name: g\n    interval: 1s\n    rules:\n      - alert: Hello\n        expr: vector(1)\n        annotations:\n          summary: 'from {{ $externalLabels.host }} ({{ $externalLabels.env }})'\n",
+    );
+    let config =
+        format!("rules = [{path:?}]\nexternal_labels = {{ host = \"app1\", env = \"prod\" }}\n");
+    let daemon = Daemon::start_ready(Some(&config), &[]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let body = daemon.get("/api/v1/alerts", &[]).body;
+        if body.contains("from app1 (prod)") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no rendered alert in {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

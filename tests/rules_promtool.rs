@@ -28,11 +28,11 @@ fn test_files(dir: &str) -> Vec<String> {
         .collect()
 }
 
-/// Runs a tool on one file: (passed, output).
-fn verdict(program: &Path, args: &[&str], file: &str) -> (bool, String) {
+/// Runs a tool on files: (passed, output).
+fn verdict(program: &Path, args: &[&str], files: &[&str]) -> (bool, String) {
     let output = Command::new(program)
         .args(args)
-        .arg(file)
+        .args(files)
         .output()
         .expect("run the test tool");
     let report = format!(
@@ -47,8 +47,8 @@ fn both_tools(files: &[String], expect_pass: bool) {
     let promtool = common::require_program("promtool", "prometheus");
     let ours = Path::new(env!("CARGO_BIN_EXE_prismwatch"));
     for file in files {
-        let (theirs, their_report) = verdict(&promtool, &["test", "rules"], file);
-        let (mine, my_report) = verdict(ours, &["rules", "test"], file);
+        let (theirs, their_report) = verdict(&promtool, &["test", "rules"], &[file]);
+        let (mine, my_report) = verdict(ours, &["rules", "test"], &[file]);
         assert_eq!(theirs, expect_pass, "promtool on {file}:\n{their_report}");
         assert_eq!(
             mine, expect_pass,
@@ -174,20 +174,9 @@ fn corpus_covers_every_listed_construct() {
 
 fn promtool(args: &[&str], files: &[String]) {
     let promtool = common::require_program("promtool", "prometheus");
-    let output = Command::new(promtool)
-        .args(args)
-        .args(files)
-        .output()
-        .expect("run promtool");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success(),
-        "promtool {args:?} failed:\n{report}"
-    );
+    let files: Vec<&str> = files.iter().map(String::as_str).collect();
+    let (passed, report) = verdict(&promtool, args, &files);
+    assert!(passed, "promtool {args:?} failed:\n{report}");
     assert!(report.contains("SUCCESS"), "{report}");
 }
 

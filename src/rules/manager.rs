@@ -86,14 +86,15 @@ pub type RulesView = Arc<RwLock<Vec<LoadedGroup>>>;
 /// Asks the rules actor to reload.
 #[derive(Clone)]
 pub struct RulesHandle {
-    reload: mpsc::UnboundedSender<RuleSet>,
+    reload: mpsc::UnboundedSender<(RuleSet, Vec<(String, String)>)>,
     pub view: RulesView,
 }
 
 impl RulesHandle {
-    /// Reloads from `set` (validated first; on any error the running rules stay).
-    pub fn reload(&self, set: RuleSet) {
-        let _ = self.reload.send(set);
+    /// Reloads from `set` with new external labels (validated first; on any error the running
+    /// rules stay).
+    pub fn reload(&self, set: RuleSet, external_labels: Vec<(String, String)>) {
+        let _ = self.reload.send((set, external_labels));
     }
 }
 
@@ -145,7 +146,10 @@ struct Actor {
 }
 
 impl Actor {
-    async fn run(mut self, mut requests: mpsc::UnboundedReceiver<RuleSet>) {
+    async fn run(
+        mut self,
+        mut requests: mpsc::UnboundedReceiver<(RuleSet, Vec<(String, String)>)>,
+    ) {
         let (groups, errors) = self.set.load();
         for problem in &errors {
             error!(error = %problem, "A rule file has an error; its rules are not evaluated.");
@@ -158,8 +162,12 @@ impl Actor {
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => break,
-                Some(set) = requests.recv() => {
+                Some((set, external_labels)) = requests.recv() => {
                     self.set = set;
+                    self.context = Arc::new(Context {
+                        external_labels,
+                        ..(*self.context).clone()
+                    });
                     self.reload("signal");
                     fingerprint = self.set.fingerprint();
                 }
