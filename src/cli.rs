@@ -319,6 +319,7 @@ fn rules_test(files: &[PathBuf]) -> ExitCode {
         eprintln!("{failed} of {} test files failed", files.len());
         ExitCode::FAILURE
     } else {
+        println!("all {} test files passed", files.len());
         ExitCode::SUCCESS
     }
 }

@@ -54,6 +54,15 @@ fn both_tools(files: &[String], expect_pass: bool) {
             mine, expect_pass,
             "prismwatch rules test on {file}:\n{my_report}\n(promtool said:\n{their_report})"
         );
+        if !expect_pass {
+            // Failing for the intended reason: a wrong expectation, not a file that won't load.
+            for report in [&their_report, &my_report] {
+                assert!(
+                    report.contains("exp:") && report.contains("got:"),
+                    "{file} did not fail on an expectation:\n{report}"
+                );
+            }
+        }
     }
 }
 
