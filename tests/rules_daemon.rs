@@ -434,3 +434,114 @@ fn external_labels_from_the_configuration_reach_templates() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn an_unreadable_alert_state_file_is_reported_and_replaced() {
+    let (mut daemon, _dir, _) = start(RULES);
+    let firing = alert_key("AlwaysOn", "firing", ",severity=\"page\"");
+    wait_for(&daemon, "AlwaysOn firing", 20, |e| {
+        e.value(&firing).is_some()
+    });
+    daemon.signal(rustix::process::Signal::TERM);
+    assert!(daemon.wait_exit(Duration::from_secs(5)).is_some());
+    let state = daemon.state_dir().join("rules-state.json");
+    std::fs::write(&state, b"{ not json").expect("spoil the state");
+    daemon.restart();
+    wait_log(&daemon, "The saved alert state is unreadable", 10);
+    // Evaluation starts over and the state file is written anew.
+    wait_for(&daemon, "AlwaysOn firing again", 20, |e| {
+        e.value(&firing).is_some()
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::fs::read(&state).map_or(true, |b| b.starts_with(b"{ not")) {
+        assert!(
+            Instant::now() < deadline,
+            "the state file was not rewritten"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A real Prometheus, with no targets, for comparing API answers that need no data.
+struct Prometheus {
+    child: std::process::Child,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start() -> Prometheus {
+        let program = common::require_program("prometheus", "prometheus");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(&config, "global:\n  scrape_interval: 1m\n").expect("config");
+        let address = format!("127.0.0.1:{}", common::free_port());
+        let child = Command::new(program)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={address}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start prometheus");
+        let prometheus = Prometheus {
+            child,
+            address,
+            _dir: dir,
+        };
+        common::wait_http_ok(&prometheus.address, "/-/ready");
+        prometheus
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn query_api_answers_match_prometheus_itself() {
+    // Expressions that need no data, so both servers must answer the same JSON exactly.
+    let prometheus = Prometheus::start();
+    let (daemon, _dir, _) = start(RULES);
+    for path in [
+        "/api/v1/query?query=vector(1)&time=1700000000",
+        "/api/v1/query?query=1%2B1&time=1700000000.5",
+        "/api/v1/query?query=label_replace(vector(2)%2C%22a%22%2C%22x%22%2C%22%22%2C%22%22)&time=1700000000",
+        "/api/v1/query?query=time()&time=2023-11-14T22:13:20Z",
+        "/api/v1/query?query=absent(nonexistent_metric%7Bjob%3D%22x%22%7D)&time=1700000000",
+        "/api/v1/query_range?query=vector(3)&start=1700000000&end=1700000060&step=15",
+        "/api/v1/query_range?query=time()%20*%202&start=1700000000&end=1700000030&step=10s",
+    ] {
+        let theirs = common::get(&prometheus.address, path, &[]).expect("ask prometheus");
+        let ours = daemon.get(path, &[]);
+        assert_eq!(ours.status, theirs.status, "{path}: {}", ours.body);
+        let theirs: serde_json::Value = serde_json::from_str(&theirs.body).expect("JSON");
+        let ours: serde_json::Value = serde_json::from_str(&ours.body).expect("JSON");
+        assert_eq!(ours, theirs, "{path}");
+    }
+    // Errors: the same status and errorType (the wording is each parser's own).
+    for path in [
+        "/api/v1/query?query=rate(",
+        "/api/v1/query?query=up&time=yesterday",
+        "/api/v1/query_range?query=up&start=10&end=5&step=1",
+        "/api/v1/query_range?query=up&start=0&end=100000&step=1",
+    ] {
+        let theirs = common::get(&prometheus.address, path, &[]).expect("ask prometheus");
+        let ours = daemon.get(path, &[]);
+        assert_eq!(
+            ours.status, theirs.status,
+            "{path}: {} vs {}",
+            ours.body, theirs.body
+        );
+        let theirs: serde_json::Value = serde_json::from_str(&theirs.body).expect("JSON");
+        let ours: serde_json::Value = serde_json::from_str(&ours.body).expect("JSON");
+        assert_eq!(ours["status"], "error");
+        assert_eq!(ours["errorType"], theirs["errorType"], "{path}");
+    }
+}

@@ -270,7 +270,13 @@ fn metric(labels: &[(String, String)]) -> Json {
 
 /// `[seconds, "value"]`, the value formatted as Go's strconv 'f' with shortest precision.
 fn point(ts: i64, value: f64) -> Json {
-    json!([ts as f64 / 1000.0, format_value(value)])
+    // Whole seconds as an integer, as Prometheus writes them (`1700000000`, not `1700000000.0`).
+    let time = if ts % 1000 == 0 {
+        json!(ts / 1000)
+    } else {
+        json!(ts as f64 / 1000.0)
+    };
+    json!([time, format_value(value)])
 }
 
 pub fn format_value(value: f64) -> String {
