@@ -332,3 +332,156 @@ fn to_labels(name: &str, pairs: &[(String, String)]) -> Labels {
         .collect();
     Labels::new(name, &pairs)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::history::HistoryLimits;
+
+    const RULES: &str = r#"
+groups:
+  - name: g
+    limit: 3
+    rules:
+      - record: job:up:sum
+        expr: sum by (job) (up)
+        labels:
+          team: core
+      - alert: JobDown
+        expr: job:up:sum == 0
+        labels:
+          severity: "{{ if eq $labels.job \"db\" }}page{{ else }}ticket{{ end }}"
+        annotations:
+          summary: "{{ $labels.__name__ }} of {{ $labels.job }} is {{ $value }}"
+      - alert: TooMany
+        expr: up >= 0
+"#;
+
+    fn store(values: &[(&str, &str, f64)]) -> RefCell<History> {
+        let history = RefCell::new(History::new(HistoryLimits::default()));
+        let mut batch = Batch::new();
+        batch.family("up", MetricKind::Gauge, "up");
+        for (job, instance, value) in values {
+            batch.push("up", &[("job", job), ("instance", instance)], *value);
+        }
+        history.borrow_mut().ingest("scrape", 0, batch);
+        history
+    }
+
+    fn group() -> Result<Group, String> {
+        let mut groups =
+            super::super::load_text(Path::new("t.yml"), RULES).map_err(|e| format!("{e:?}"))?;
+        groups.pop().ok_or_else(|| "no group".to_string())
+    }
+
+    #[test]
+    fn a_recording_is_visible_to_later_rules_at_the_same_time() -> Result<(), String> {
+        let history = store(&[("db", "a", 0.0), ("web", "b", 1.0)]);
+        let group = group()?;
+        let mut state = GroupState::default();
+        let outcomes = evaluate_group(&history, &group, 1_000, &mut state, &Context::default());
+        assert_eq!(outcomes[0].samples, 2);
+        assert_eq!(outcomes[0].error, None);
+        // JobDown read job:up:sum written a moment before, at the same timestamp.
+        let alerts: Vec<_> = state
+            .rules
+            .iter()
+            .filter(|(key, _)| key.starts_with("JobDown|"))
+            .flat_map(|(_, r)| r.alerts())
+            .filter(|a| a.labels.iter().any(|(k, v)| k == "job" && v == "db"))
+            .collect();
+        assert_eq!(alerts.len(), 1);
+        let alert = alerts[0];
+        // Rule labels are templated and merged; `__name__` is dropped from the alert.
+        assert!(alert.labels.contains(&("severity".into(), "page".into())));
+        assert!(alert.labels.contains(&("team".into(), "core".into())));
+        assert!(!alert.labels.iter().any(|(k, _)| k == "__name__"));
+        // Annotations see the series' own labels, `__name__` included.
+        assert_eq!(
+            alert.annotations,
+            vec![("summary".into(), "job:up:sum of db is 0".into())]
+        );
+        let history = history.borrow();
+        let recorded = history.latest(&Labels::new(
+            "job:up:sum",
+            &[("job", "web"), ("team", "core")],
+        ));
+        assert_eq!(recorded.map(|(_, v)| v), Some(1.0));
+        let firing = Labels::new(
+            "ALERTS",
+            &[
+                ("alertname", "JobDown"),
+                ("alertstate", "firing"),
+                ("job", "db"),
+                ("severity", "page"),
+                ("team", "core"),
+            ],
+        );
+        assert_eq!(history.latest(&firing).map(|(_, v)| v), Some(1.0));
+        Ok(())
+    }
+
+    #[test]
+    fn the_group_limit_fails_the_rule_and_writes_nothing() -> Result<(), String> {
+        let history = store(&[
+            ("a", "1", 1.0),
+            ("b", "2", 1.0),
+            ("c", "3", 1.0),
+            ("d", "4", 1.0),
+        ]);
+        let group = group()?;
+        let mut state = GroupState::default();
+        let outcomes = evaluate_group(&history, &group, 1_000, &mut state, &Context::default());
+        // Four series against a limit of three: the recording is refused, so is TooMany.
+        assert!(
+            outcomes[0]
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("limit of 3"))
+        );
+        assert_eq!(outcomes[0].samples, 0);
+        assert!(
+            outcomes[2]
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("limit of 3"))
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn state_of_removed_rules_is_dropped_and_restored_alerts_are_held() -> Result<(), String> {
+        let history = store(&[("db", "a", 0.0)]);
+        let mut group = group()?;
+        let mut state = GroupState::default();
+        evaluate_group(&history, &group, 1_000, &mut state, &Context::default());
+        assert_eq!(state.rules.len(), 2);
+        // After a restart the history is empty; with restored state the alert is held.
+        let empty = RefCell::new(History::new(HistoryLimits::default()));
+        let restored = Context {
+            restored_at: Some(100_000),
+            ..Context::default()
+        };
+        evaluate_group(&empty, &group, 101_000, &mut state, &restored);
+        let held = |state: &GroupState| {
+            state
+                .rules
+                .values()
+                .flat_map(|r| r.alerts())
+                .any(|a| a.state == crate::rules::alert::AlertState::Firing)
+        };
+        assert!(
+            held(&state),
+            "a restored firing alert resolved during warm-up"
+        );
+        // Past the warm-up (no range in the rule: one minute) it resolves.
+        evaluate_group(&empty, &group, 200_000, &mut state, &restored);
+        assert!(!held(&state));
+        group.rules.truncate(1);
+        evaluate_group(&history, &group, 300_000, &mut state, &Context::default());
+        assert!(state.rules.is_empty());
+        Ok(())
+    }
+}
