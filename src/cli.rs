@@ -372,6 +372,10 @@ fn run_daemon(cli: &Cli) -> ExitCode {
         // Collection and scrapes are light; two workers keep the footprint small.
         .worker_threads(2)
         .max_blocking_threads(16)
+        // PromQL parsing and evaluation recurse; expressions are bounded (rules::MAX_NESTING,
+        // MAX_OPERATORS) and 16 MiB covers the bound with room to spare. Only touched pages
+        // become resident.
+        .thread_stack_size(16 << 20)
         .thread_name("prismwatch")
         .enable_all()
         .build();

@@ -306,6 +306,37 @@ fn query_api_answers_as_prometheus_and_the_cli_prints_it() {
         unsupported.body
     );
 
+    // Hostile input: nesting that would exhaust the stack, and nested subqueries that would
+    // run for ever, are refused up front; the daemon stays up.
+    for (query, expected) in [
+        (
+            format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000)),
+            "levels of brackets",
+        ),
+        (format!("1{}", "+1".repeat(5_000)), "operators"),
+        (
+            format!(
+                "{}vector(1){}",
+                "max_over_time(".repeat(8),
+                "[1h:1m])".repeat(8)
+            ),
+            "nested subqueries",
+        ),
+    ] {
+        let body = format!("query={}", query.replace('+', "%2B"));
+        let refused = common::request(
+            &daemon.address,
+            "POST",
+            "/api/v1/query",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            body.as_bytes(),
+        )
+        .expect("hostile query");
+        assert_eq!(refused.status, 400, "{}", refused.body);
+        assert!(refused.body.contains(expected), "{}", refused.body);
+    }
+    assert_eq!(daemon.get("/healthz", &[]).status, 200);
+
     // Label values for Grafana's metric browser.
     let names = daemon.get("/api/v1/label/__name__/values", &[]);
     assert!(names.body.contains("\"node_load1\""), "{}", names.body);

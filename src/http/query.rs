@@ -127,7 +127,7 @@ fn parse_query(params: &Params) -> Result<Expr, ApiError> {
     let text = params
         .get("query")
         .ok_or_else(|| bad_data("missing the `query` parameter"))?;
-    let expr = promql_parser::parser::parse(text).map_err(bad_data)?;
+    let expr = crate::rules::parse_expr(text).map_err(bad_data)?;
     eval::check_supported(&expr).map_err(bad_data)?;
     Ok(expr)
 }

@@ -42,6 +42,65 @@ impl fmt::Display for RuleError {
     }
 }
 
+/// The most brackets an expression may nest, and the most operators it may hold. The parser
+/// and the evaluator recurse, so a deeper expression (a hostile query, a generated rule gone
+/// wrong) could exhaust a thread's stack and take the daemon down; real rules stay far below.
+pub const MAX_NESTING: usize = 64;
+pub const MAX_OPERATORS: usize = 1_000;
+
+/// Parses a PromQL expression, after refusing one nested deeper than [`MAX_NESTING`] or with
+/// more than [`MAX_OPERATORS`] operators (counted outside string literals).
+pub fn parse_expr(text: &str) -> Result<promql_parser::parser::Expr, String> {
+    let (mut depth, mut deepest, mut operators) = (0usize, 0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    let mut previous = ' ';
+    for c in text.chars() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' | '`' => quote = Some(c),
+            '(' | '[' | '{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            // Two-character operators (`==`, `<=`, `!=`, `=~`) count once.
+            '+' | '-' | '*' | '/' | '%' | '^' | '<' | '>' | '=' | '!'
+                if !"<>=!".contains(previous) || !"=~".contains(c) =>
+            {
+                operators += 1;
+            }
+            _ => {}
+        }
+        previous = c;
+    }
+    let words = text
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .filter(|w| matches!(*w, "and" | "or" | "unless"))
+        .count();
+    if deepest > MAX_NESTING {
+        return Err(format!(
+            "the expression nests {deepest} levels of brackets; at most {MAX_NESTING} are allowed"
+        ));
+    }
+    if operators + words > MAX_OPERATORS {
+        return Err(format!(
+            "the expression has {} operators; at most {MAX_OPERATORS} are allowed",
+            operators + words
+        ));
+    }
+    promql_parser::parser::parse(text)
+}
+
 /// A loaded, validated group.
 #[derive(Clone, Debug)]
 pub struct Group {
@@ -266,7 +325,7 @@ pub fn load_text(file: &Path, text: &str) -> Result<Vec<Group>, Vec<RuleError>> 
 
 fn check_rule(rule: RuleSection) -> Result<Rule, Vec<String>> {
     let mut problems = Vec::new();
-    let parsed = match promql_parser::parser::parse(&rule.expr) {
+    let parsed = match parse_expr(&rule.expr) {
         Ok(expr) => match eval::check_supported(&expr) {
             Ok(()) => Some(expr),
             Err(message) => {

@@ -307,7 +307,7 @@ fn check_expr(history: &History, test: &ExprTest, at: i64, eval_interval: i64) -
             show_ms(at)
         ))
     };
-    let parsed: Expr = match promql_parser::parser::parse(&test.expr) {
+    let parsed: Expr = match super::parse_expr(&test.expr) {
         Ok(expr) => expr,
         Err(e) => return fail(format!("cannot parse the expression: {e}")),
     };

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use promql_parser::parser::{Expr, VectorMatchFillValues};
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::RwLock;
 
 use promql_parser::parser::VectorSelector;
@@ -74,13 +74,19 @@ pub struct EvalOptions {
     /// The start and end (ms) of a range query evaluated step by step, which `@ start()` and
     /// `@ end()` stand for; `None` for an instant query, where both are the evaluation time.
     pub query_range: Option<(i64, i64)>,
+    /// The most samples one evaluation may load (Prometheus' `--query.max-samples`).
+    pub max_samples: u64,
 }
+
+/// The default of [`EvalOptions::max_samples`], Prometheus' default.
+pub const MAX_SAMPLES: u64 = 50_000_000;
 
 impl Default for EvalOptions {
     fn default() -> EvalOptions {
         EvalOptions {
             default_subquery_step_ms: DEFAULT_SUBQUERY_STEP_MS,
             query_range: None,
+            max_samples: MAX_SAMPLES,
         }
     }
 }
@@ -125,8 +131,42 @@ pub fn eval_with(
         query_start,
         query_end,
         options: *options,
+        loaded: Cell::new(0),
     };
-    context.eval(expr, ts)
+    let value = context.eval(expr, ts)?;
+    if context.loaded.get() > options.max_samples {
+        return Err(format!(
+            "the expression would load more than {} samples; narrow its selectors, ranges or subquery steps",
+            options.max_samples
+        ));
+    }
+    Ok(value)
+}
+
+/// The most steps any chain of nested subqueries in `expr` takes, multiplied along the chain;
+/// a subquery without a step is counted at 10 s, finer than any group interval in practice.
+fn subquery_steps(expr: &Expr) -> u128 {
+    let steps = |range: std::time::Duration, step: Option<std::time::Duration>| {
+        let step = step.map(duration_ms).filter(|ms| *ms > 0).unwrap_or(10_000);
+        (duration_ms(range) / step).max(1) as u128
+    };
+    match expr {
+        Expr::Subquery(sq) => steps(sq.range, sq.step).saturating_mul(subquery_steps(&sq.expr)),
+        Expr::Paren(p) => subquery_steps(&p.expr),
+        Expr::Unary(u) => subquery_steps(&u.expr),
+        Expr::Aggregate(a) => {
+            subquery_steps(&a.expr).max(a.param.as_deref().map_or(1, subquery_steps))
+        }
+        Expr::Binary(b) => subquery_steps(&b.lhs).max(subquery_steps(&b.rhs)),
+        Expr::Call(c) => c
+            .args
+            .args
+            .iter()
+            .map(|a| subquery_steps(a))
+            .max()
+            .unwrap_or(1),
+        _ => 1,
+    }
 }
 
 /// Refuses, naming the construct, anything in `expr` that [`eval`] cannot evaluate, so rule
@@ -147,6 +187,13 @@ pub fn check_supported(expr: &Expr) -> Result<(), String> {
             {
                 return Err(format!(
                     "subquery `{expr}` has more than {MAX_SUBQUERY_STEPS} steps"
+                ));
+            }
+            // Nested subqueries multiply: each outer step evaluates the inner one whole.
+            let nested = subquery_steps(expr);
+            if nested > MAX_SUBQUERY_STEPS as u128 {
+                return Err(format!(
+                    "nested subqueries in `{expr}` evaluate their innermost expression {nested} times; at most {MAX_SUBQUERY_STEPS} are allowed"
                 ));
             }
             check_supported(&sq.expr)
@@ -366,6 +413,9 @@ struct Context<'a> {
     query_start: i64,
     query_end: i64,
     options: EvalOptions,
+    /// Samples loaded so far; past `options.max_samples` selections return nothing and the
+    /// evaluation fails, so a runaway expression ends quickly instead of occupying a thread.
+    loaded: Cell<u64>,
 }
 
 impl Context<'_> {
@@ -433,6 +483,26 @@ mod tests {
             assert_eq!(check_supported(&parse(expr)), Ok(()), "{expr}");
             assert!(eval(&history(), &parse(expr), AT).is_ok(), "{expr}");
         }
+    }
+
+    #[test]
+    fn runaway_expressions_are_bounded() {
+        // Nested subqueries multiply: 60 x 60 x 60 steps is refused at load.
+        let nested = parse("max_over_time(max_over_time(max_over_time(up[1h:1m])[1h:1m])[1h:1m])");
+        assert!(check_supported(&nested).is_err_and(|e| e.contains("216000 times")));
+        let fine = parse("max_over_time(rate(http_requests_total[5m])[1h:1m])");
+        assert_eq!(check_supported(&fine), Ok(()));
+        // A sample budget stops an evaluation that loads too much, whatever its shape.
+        let options = EvalOptions {
+            max_samples: 100,
+            ..EvalOptions::default()
+        };
+        let heavy = parse("max_over_time(sum(rate(http_requests_total[5m]))[30m:1m])");
+        assert!(
+            eval_with(&history(), &heavy, AT, &options)
+                .is_err_and(|e| e.contains("more than 100 samples"))
+        );
+        assert!(eval_with(&history(), &heavy, AT, &EvalOptions::default()).is_ok());
     }
 
     #[test]

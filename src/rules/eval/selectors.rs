@@ -33,7 +33,13 @@ impl Context<'_> {
     /// Samples with `start <= t <= end` of every series the selector matches, stale markers
     /// included.
     fn select(&self, vs: &VectorSelector, start: i64, end: i64) -> Vec<SeriesRange> {
-        self.history.select_matching(vs, start, end)
+        if self.loaded.get() > self.options.max_samples {
+            return Vec::new();
+        }
+        let ranges = self.history.select_matching(vs, start, end);
+        let samples: usize = ranges.iter().map(|r| r.samples.len()).sum();
+        self.loaded.set(self.loaded.get() + samples as u64);
+        ranges
     }
 
     /// The newest sample `(labels, time, value)` of each matching series in the lookback
