@@ -337,9 +337,20 @@ fn query_api_answers_as_prometheus_and_the_cli_prints_it() {
     }
     assert_eq!(daemon.get("/healthz", &[]).status, 200);
 
-    // Label values for Grafana's metric browser.
+    // Label values, series and metadata for Grafana's metric browser.
     let names = daemon.get("/api/v1/label/__name__/values", &[]);
     assert!(names.body.contains("\"node_load1\""), "{}", names.body);
+    let series = daemon.get("/api/v1/series?match[]=node_load1&match[]=node_load5", &[]);
+    let json: serde_json::Value = serde_json::from_str(&series.body).expect("JSON");
+    assert_eq!(
+        json["data"],
+        serde_json::json!([{"__name__": "node_load1"}, {"__name__": "node_load5"}]),
+        "{}",
+        series.body
+    );
+    let metadata = daemon.get("/api/v1/metadata?metric=node_load1", &[]);
+    let json: serde_json::Value = serde_json::from_str(&metadata.body).expect("JSON");
+    assert_eq!(json["data"]["node_load1"][0]["type"], "gauge", "{}", metadata.body);
 
     // The CLI.
     let output = Command::new(env!("CARGO_BIN_EXE_prismwatch"))
@@ -562,6 +573,8 @@ fn query_api_answers_match_prometheus_itself() {
         "/api/v1/query?query=up&time=yesterday",
         "/api/v1/query_range?query=up&start=10&end=5&step=1",
         "/api/v1/query_range?query=up&start=0&end=100000&step=1",
+        "/api/v1/series",
+        "/api/v1/series?match[]=rate(up%5B5m%5D)",
     ] {
         let theirs = common::get(&prometheus.address, path, &[]).expect("ask prometheus");
         let ours = daemon.get(path, &[]);

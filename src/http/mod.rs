@@ -72,7 +72,15 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/alerts", get(query::alerts))
         .route("/api/v1/rules", get(query::rules))
-        .route("/api/v1/labels", get(query::label_names))
+        .route(
+            "/api/v1/labels",
+            get(query::label_names).post(query::label_names),
+        )
+        .route(
+            "/api/v1/series",
+            get(query::series_get).post(query::series_post),
+        )
+        .route("/api/v1/metadata", get(query::metadata))
         .route("/api/v1/label/{name}/values", get(query::label_values))
         .route("/api/v1/status/buildinfo", get(query::buildinfo))
         .route("/", get(index))

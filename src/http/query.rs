@@ -1,12 +1,13 @@
 //! A Prometheus-compatible query API over the local history: `/api/v1/query`,
 //! `/api/v1/query_range`, `/api/v1/alerts`, `/api/v1/rules`, `/api/v1/labels`,
-//! `/api/v1/label/{name}/values` and `/api/v1/status/buildinfo`, with the JSON shapes of
+//! `/api/v1/label/{name}/values`, `/api/v1/series`, `/api/v1/metadata` and
+//! `/api/v1/status/buildinfo`, with the JSON shapes of
 //! Prometheus' HTTP API, so `prismwatch query` and Grafana's Prometheus data source can read the
 //! agent's recent data. Queries run on the blocking pool, never on the async workers.
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use promql_parser::parser::Expr;
@@ -41,12 +42,7 @@ pub async fn range_post(State(state): State<AppState>, body: String) -> Response
 
 /// A form-encoded body (`query=...&time=...`), as Grafana posts it.
 fn form(body: &str) -> Params {
-    body.split('&')
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            Some((decode(k)?, decode(v)?))
-        })
-        .collect()
+    form_pairs(body).into_iter().collect()
 }
 
 fn decode(text: &str) -> Option<String> {
@@ -429,6 +425,89 @@ pub async fn label_names(State(state): State<AppState>) -> Response {
         }
     });
     success(json!(names))
+}
+
+/// Series matching any `match[]` selector with samples in `[start, end]` (default: the whole
+/// history), as Prometheus' `/api/v1/series`; Grafana's metric browser asks it.
+pub async fn series_get(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    series(state, form_pairs(query.as_deref().unwrap_or(""))).await
+}
+
+pub async fn series_post(State(state): State<AppState>, body: String) -> Response {
+    series(state, form_pairs(&body)).await
+}
+
+async fn series(state: AppState, params: Vec<(String, String)>) -> Response {
+    let value = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+    let mut selectors = Vec::new();
+    for (_, text) in params.iter().filter(|(k, _)| k == "match[]") {
+        match crate::rules::parse_expr(text) {
+            Ok(Expr::VectorSelector(vs)) => selectors.push(vs),
+            Ok(_) => {
+                return bad_data(format!("match[] {text:?} is not a series selector"))
+                    .into_response();
+            }
+            Err(message) => return bad_data(message).into_response(),
+        }
+    }
+    if selectors.is_empty() {
+        return bad_data("no match[] parameter provided").into_response();
+    }
+    let bound = |name: &str, default: i64| match value(name).map(|t| parse_time(t)) {
+        None => Ok(default),
+        Some(result) => result.map_err(bad_data),
+    };
+    let (start, end) = match (bound("start", i64::MIN / 4), bound("end", i64::MAX / 4)) {
+        (Ok(start), Ok(end)) => (start, end),
+        (Err(error), _) | (_, Err(error)) => return error.into_response(),
+    };
+    let history = state.history.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        let mut found = std::collections::BTreeSet::new();
+        for vs in &selectors {
+            for range in eval::SeriesSource::select_matching(&*history, vs, start, end) {
+                let labels: Vec<(String, String)> = range
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                found.insert(labels);
+            }
+        }
+        found
+    })
+    .await
+    .unwrap_or_default();
+    success(json!(found.iter().map(|l| metric(l)).collect::<Vec<_>>()))
+}
+
+/// HELP and TYPE of every family, as Prometheus' `/api/v1/metadata` (optionally one `metric`).
+pub async fn metadata(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
+    let history = state.history.read().unwrap_or_else(|e| e.into_inner());
+    let mut out = serde_json::Map::new();
+    for name in history.family_names() {
+        if params.get("metric").is_some_and(|m| m != name) {
+            continue;
+        }
+        if let Some(meta) = history.family(name) {
+            out.insert(
+                name.to_string(),
+                json!([{"type": meta.kind.as_str(), "help": meta.help, "unit": ""}]),
+            );
+        }
+    }
+    success(Json::Object(out))
+}
+
+/// Form or query-string pairs in order, repeated keys kept (`match[]=a&match[]=b`).
+fn form_pairs(text: &str) -> Vec<(String, String)> {
+    text.split('&')
+        .filter(|pair| !pair.is_empty())
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Some((decode(k)?, decode(v)?))
+        })
+        .collect()
 }
 
 /// Enough of Prometheus' build info for Grafana's data source check.
