@@ -30,7 +30,7 @@ groups:
           summary: "load is {{ $value }} ({{ $labels.source }})"
       - alert: LongPending
         expr: vector(1)
-        for: 1h
+        for: 9m
 "#;
 
 fn write_rules(dir: &Path, text: &str) -> String {
@@ -114,7 +114,8 @@ fn alerts_fire_recordings_land_and_state_survives_a_restart() {
     );
 
     // Restart: the saved state comes back. AlwaysOn is firing at the first evaluation (not
-    // pending for another 3 s) and LongPending keeps its active time.
+    // pending for another 3 s) and LongPending keeps its active time (its `for` is within
+    // the 10-minute grace period, so Prometheus' restore rule leaves it as it was).
     daemon.restart();
     let scrape = wait_for(&daemon, "alerts after the restart", 20, |e| {
         e.value(&firing).is_some() || e.value(&pending).is_some()
@@ -350,7 +351,11 @@ fn query_api_answers_as_prometheus_and_the_cli_prints_it() {
     );
     let metadata = daemon.get("/api/v1/metadata?metric=node_load1", &[]);
     let json: serde_json::Value = serde_json::from_str(&metadata.body).expect("JSON");
-    assert_eq!(json["data"]["node_load1"][0]["type"], "gauge", "{}", metadata.body);
+    assert_eq!(
+        json["data"]["node_load1"][0]["type"], "gauge",
+        "{}",
+        metadata.body
+    );
 
     // The CLI.
     let output = Command::new(env!("CARGO_BIN_EXE_prismwatch"))

@@ -149,6 +149,32 @@ impl RuleAlerts {
         }
     }
 
+    /// Adjusts restored pending alerts after a restart at `now`, as Prometheus'
+    /// `RestoreForState`: the time the daemon was down (since the alert was last seen) does not
+    /// count towards `for`, and an alert that was about to fire gets at least `grace_ms` after
+    /// the restart before it does. Rules whose `for` is within the grace period, and alerts
+    /// that were already firing, are left as they were.
+    pub fn restore(&mut self, now: i64, hold_ms: i64, grace_ms: i64) {
+        if hold_ms <= grace_ms {
+            return;
+        }
+        for alert in self.alerts.values_mut() {
+            if alert.state != AlertState::Pending {
+                continue;
+            }
+            let down_at = alert.last_seen;
+            let remaining = hold_ms - (down_at - alert.active_at);
+            if remaining <= 0 {
+                continue;
+            }
+            alert.active_at = if remaining < grace_ms {
+                now + grace_ms - hold_ms
+            } else {
+                alert.active_at + (now - down_at)
+            };
+        }
+    }
+
     /// Sets the annotations rendered for an alert at this evaluation.
     pub fn annotate(&mut self, labels: &[(String, String)], annotations: Vec<(String, String)>) {
         if let Some(alert) = self.alerts.get_mut(labels) {
@@ -256,6 +282,32 @@ mod tests {
                 ("b".into(), AlertState::Resolved)
             ]
         );
+    }
+
+    #[test]
+    fn restoring_does_not_count_the_downtime_towards_for() {
+        let hour = 60 * MINUTE;
+        let grace = 10 * MINUTE;
+        let mut rule = RuleAlerts::default();
+        // Pending for 20 of its 60 minutes when the daemon stopped; back 2 hours later.
+        rule.evaluate(0, vec![(labels("a"), 1.0)], hour, 0);
+        rule.evaluate(20 * MINUTE, vec![(labels("a"), 1.0)], hour, 0);
+        let mut restored = rule.clone();
+        restored.restore(140 * MINUTE, hour, grace);
+        let active_at = restored.alerts().next().map(|a| a.active_at);
+        assert_eq!(active_at, Some(120 * MINUTE), "40 minutes still to go");
+        // 55 of 60 minutes pending: it fires no earlier than the grace period after restart.
+        rule.evaluate(55 * MINUTE, vec![(labels("a"), 1.0)], hour, 0);
+        let mut restored = rule.clone();
+        restored.restore(140 * MINUTE, hour, grace);
+        let active_at = restored.alerts().next().map(|a| a.active_at);
+        assert_eq!(active_at, Some(140 * MINUTE + grace - hour));
+        // A short `for` is left alone.
+        let mut short = RuleAlerts::default();
+        short.evaluate(0, vec![(labels("a"), 1.0)], 5 * MINUTE, 0);
+        let before = short.clone();
+        short.restore(60 * MINUTE, 5 * MINUTE, grace);
+        assert_eq!(short, before);
     }
 
     #[test]

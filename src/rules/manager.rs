@@ -24,6 +24,10 @@ use crate::history::History;
 /// can afford to look more often).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 
+/// After a restart, a pending alert fires no earlier than this (Prometheus'
+/// `--rules.alert.for-grace-period`, 10m).
+const FOR_GRACE_PERIOD_MS: i64 = 10 * 60 * 1000;
+
 /// Alert state of every group, in the state directory.
 pub const STATE_FILE: &str = "rules-state.json";
 
@@ -154,6 +158,9 @@ impl Actor {
         for problem in &errors {
             error!(error = %problem, "A rule file has an error; its rules are not evaluated.");
         }
+        if self.context.restored_at.is_some() {
+            self.restore_for_state(&groups);
+        }
         self.start(groups, &BTreeSet::new());
         let mut fingerprint = self.set.fingerprint();
         let mut poll = tokio::time::interval(POLL_PERIOD);
@@ -219,6 +226,25 @@ impl Actor {
                     .collect::<Vec<_>>()
             })
             .collect()
+    }
+
+    /// Applies Prometheus' `for` restoration to the state read from disk (see
+    /// [`super::alert::RuleAlerts::restore`]).
+    fn restore_for_state(&self, groups: &[Group]) {
+        let now = now_ms();
+        for group in groups {
+            let Some(state) = self.states.get(&group_key(group)) else {
+                continue;
+            };
+            let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+            for rule in &group.rules {
+                if let super::RuleKind::Alert { hold, .. } = &rule.kind
+                    && let Some(alerts) = state.rules.get_mut(&engine::rule_key(rule))
+                {
+                    alerts.restore(now, hold.as_millis() as i64, FOR_GRACE_PERIOD_MS);
+                }
+            }
+        }
     }
 
     /// Starts one task per group; series of rules that are gone end now.
