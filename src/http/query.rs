@@ -159,19 +159,20 @@ async fn query_range(state: AppState, params: Params) -> Response {
     };
     let history = state.history.clone();
     let result = tokio::task::spawn_blocking(move || {
-        // `@ start()` and `@ end()` mean the range's edges.
+        // `@ start()` and `@ end()` mean the range's edges; the sample budget is the whole
+        // query's, shared by its steps.
+        let steps = ((end - start) / step + 1) as u64;
         let options = eval::EvalOptions {
             query_range: Some((start, end)),
+            max_samples: (eval::MAX_SAMPLES / steps).max(10_000),
             ..Default::default()
         };
         let mut series: BTreeMap<LabelSet, Vec<(i64, f64)>> = BTreeMap::new();
         let mut ts = start;
-        let mut scalar = true;
         while ts <= end {
             match eval::eval_with(&*history, &expr, ts, &options)? {
                 Value::Scalar(v) => series.entry(Vec::new()).or_default().push((ts, v)),
                 Value::Vector(samples) => {
-                    scalar = false;
                     for (labels, v) in samples {
                         series.entry(labels).or_default().push((ts, v));
                     }
@@ -182,11 +183,11 @@ async fn query_range(state: AppState, params: Params) -> Response {
             }
             ts += step;
         }
-        Ok::<_, String>((series, scalar))
+        Ok::<_, String>(series)
     })
     .await;
     match result {
-        Ok(Ok((series, _))) => {
+        Ok(Ok(series)) => {
             let result: Vec<Json> = series
                 .into_iter()
                 .map(|(labels, points)| {
