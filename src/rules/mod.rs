@@ -52,22 +52,9 @@ pub const MAX_OPERATORS: usize = 1_000;
 /// more than [`MAX_OPERATORS`] operators (counted outside string literals).
 pub fn parse_expr(text: &str) -> Result<promql_parser::parser::Expr, String> {
     let (mut depth, mut deepest, mut operators) = (0usize, 0usize, 0usize);
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
     let mut previous = ' ';
-    for c in text.chars() {
-        if let Some(q) = quote {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == q {
-                quote = None;
-            }
-            continue;
-        }
+    for (_, c) in position::code_chars(text) {
         match c {
-            '"' | '\'' | '`' => quote = Some(c),
             '(' | '[' | '{' => {
                 depth += 1;
                 deepest = deepest.max(depth);

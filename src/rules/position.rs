@@ -50,8 +50,8 @@ fn quoted(message: &str, open: char, close: char) -> Option<&str> {
     Some(&message[start..start + len])
 }
 
-/// Brackets outside string literals, with their offsets.
-fn brackets(expr: &str) -> Vec<(usize, char)> {
+/// The characters of an expression outside its string literals, with their offsets.
+pub(super) fn code_chars(expr: &str) -> Vec<(usize, char)> {
     let mut out = Vec::new();
     let mut quote: Option<char> = None;
     let mut escaped = false;
@@ -68,11 +68,18 @@ fn brackets(expr: &str) -> Vec<(usize, char)> {
         }
         match c {
             '"' | '\'' | '`' => quote = Some(c),
-            '(' | ')' | '[' | ']' | '{' | '}' => out.push((i, c)),
-            _ => {}
+            _ => out.push((i, c)),
         }
     }
     out
+}
+
+/// Brackets outside string literals, with their offsets.
+fn brackets(expr: &str) -> Vec<(usize, char)> {
+    code_chars(expr)
+        .into_iter()
+        .filter(|(_, c)| "()[]{}".contains(*c))
+        .collect()
 }
 
 fn unmatched_opener(expr: &str) -> Option<usize> {
