@@ -190,6 +190,56 @@ pub fn common(
     }
 }
 
+/// The fields every `[[postgres]]`, `[[pgbouncer]]` and `[[redis]]` table has.
+struct SectionFields<'a> {
+    secret: &'a Spanned<SecretRef>,
+    /// The secret's key: `dsn` or `url`.
+    key: &'static str,
+    name: Option<&'a String>,
+    interval: Option<&'a Spanned<HumanDuration>>,
+    timeout: Option<&'a Spanned<HumanDuration>>,
+    labels: &'a BTreeMap<String, String>,
+}
+
+impl PostgresSection {
+    fn fields(&self) -> SectionFields<'_> {
+        SectionFields {
+            secret: &self.dsn,
+            key: "dsn",
+            name: self.name.as_ref(),
+            interval: self.interval.as_ref(),
+            timeout: self.timeout.as_ref(),
+            labels: &self.labels,
+        }
+    }
+}
+
+impl PgbouncerSection {
+    fn fields(&self) -> SectionFields<'_> {
+        SectionFields {
+            secret: &self.dsn,
+            key: "dsn",
+            name: self.name.as_ref(),
+            interval: self.interval.as_ref(),
+            timeout: self.timeout.as_ref(),
+            labels: &self.labels,
+        }
+    }
+}
+
+impl RedisSection {
+    fn fields(&self) -> SectionFields<'_> {
+        SectionFields {
+            secret: &self.url,
+            key: "url",
+            name: self.name.as_ref(),
+            interval: self.interval.as_ref(),
+            timeout: self.timeout.as_ref(),
+            labels: &self.labels,
+        }
+    }
+}
+
 /// `host:port` of a PostgreSQL DSN (or `socket-dir:port`), or why it does not parse. The error
 /// never repeats the DSN, which may hold a password.
 pub fn postgres_address(dsn: &str) -> Result<String, String> {
@@ -256,31 +306,49 @@ pub fn validate(
             }
         }
     };
-    for (index, section) in postgres.iter().enumerate() {
-        let origin = Origin::File {
-            table: "postgres",
-            index,
-        };
-        let Some(dsn) = resolve(errors, &origin, &section.dsn, "dsn") else {
-            continue;
-        };
-        let address = check_address(
-            source,
-            errors,
-            &origin,
-            &section.dsn,
-            postgres_address(dsn.expose()),
-        );
+    // What every file target shares: its secret resolved, its address checked, its name,
+    // schedule and labels.
+    let file_target = |errors: &mut Vec<ConfigError>,
+                       table: &'static str,
+                       index: usize,
+                       fields: SectionFields<'_>,
+                       parse: fn(&str) -> Result<String, String>| {
+        let origin = Origin::File { table, index };
+        let secret = resolve(errors, &origin, fields.secret, fields.key)?;
+        let address = parse(secret.expose())
+            .map_err(|message| {
+                errors.push(located(
+                    source,
+                    &origin,
+                    fields.secret,
+                    fields.key,
+                    message,
+                    "see examples/prismwatch.toml for the form",
+                ));
+            })
+            .ok();
         let common = common(
             source,
             errors,
             &origin,
-            section.name.as_ref(),
+            fields.name,
             address,
-            section.interval.as_ref(),
-            section.timeout.as_ref(),
-            &section.labels,
+            fields.interval,
+            fields.timeout,
+            fields.labels,
         );
+        Some((common, secret))
+    };
+    for (index, section) in postgres.iter().enumerate() {
+        let Some((common, dsn)) = file_target(
+            errors,
+            "postgres",
+            index,
+            section.fields(),
+            postgres_address,
+        ) else {
+            continue;
+        };
         let duration = |value: &Option<Spanned<HumanDuration>>, default: Duration| {
             value.as_ref().map_or(default, |d| d.get_ref().0)
         };
@@ -312,57 +380,23 @@ pub fn validate(
         });
     }
     for (index, section) in pgbouncer.iter().enumerate() {
-        let origin = Origin::File {
-            table: "pgbouncer",
+        let Some((common, dsn)) = file_target(
+            errors,
+            "pgbouncer",
             index,
-        };
-        let Some(dsn) = resolve(errors, &origin, &section.dsn, "dsn") else {
+            section.fields(),
+            postgres_address,
+        ) else {
             continue;
         };
-        let address = check_address(
-            source,
-            errors,
-            &origin,
-            &section.dsn,
-            postgres_address(dsn.expose()),
-        );
-        let common = common(
-            source,
-            errors,
-            &origin,
-            section.name.as_ref(),
-            address,
-            section.interval.as_ref(),
-            section.timeout.as_ref(),
-            &section.labels,
-        );
         targets.pgbouncer.push(PgbouncerTarget { common, dsn });
     }
     for (index, section) in redis.iter().enumerate() {
-        let origin = Origin::File {
-            table: "redis",
-            index,
-        };
-        let Some(url) = resolve(errors, &origin, &section.url, "url") else {
+        let Some((common, url)) =
+            file_target(errors, "redis", index, section.fields(), redis_address)
+        else {
             continue;
         };
-        let address = check_address(
-            source,
-            errors,
-            &origin,
-            &section.url,
-            redis_address(url.expose()),
-        );
-        let common = common(
-            source,
-            errors,
-            &origin,
-            section.name.as_ref(),
-            address,
-            section.interval.as_ref(),
-            section.timeout.as_ref(),
-            &section.labels,
-        );
         let ca_pem = match &section.ca_file {
             None => None,
             Some(path) => match std::fs::read(path.get_ref()) {
@@ -503,32 +537,6 @@ fn located(
         ),
         Origin::Flag(flag) => flag_error(flag, message),
     }
-}
-
-fn check_address(
-    source: &Source<'_>,
-    errors: &mut Vec<ConfigError>,
-    origin: &Origin<'_>,
-    secret: &Spanned<SecretRef>,
-    parsed: Result<String, String>,
-) -> Option<String> {
-    let field = if matches!(origin, Origin::File { table: "redis", .. }) {
-        "url"
-    } else {
-        "dsn"
-    };
-    parsed
-        .map_err(|message| {
-            errors.push(located(
-                source,
-                origin,
-                secret,
-                field,
-                message,
-                "see examples/prismwatch.toml for the form",
-            ));
-        })
-        .ok()
 }
 
 fn flag_error(flag: &str, message: String) -> ConfigError {
