@@ -76,37 +76,9 @@ fn basic_auth_with_a_password_file() {
 
 #[test]
 fn tls_serves_metrics_over_https() {
-    let openssl = require_program("openssl", "openssl");
     let curl = require_program("curl", "curl");
     let certs = tempfile::tempdir().expect("temp dir");
-    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
-    let status = Command::new(openssl)
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("run openssl");
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    let (ca, cert, key) = common::make_ca_and_server_cert(certs.path());
     let config = format!(
         "[web.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
         cert.display(),
@@ -118,7 +90,7 @@ fn tls_serves_metrics_over_https() {
     for _ in 0..200 {
         let output = Command::new(&curl)
             .args(["-sS", "--fail", "--cacert"])
-            .arg(&cert)
+            .arg(&ca)
             .arg(&url)
             .output()
             .expect("run curl");

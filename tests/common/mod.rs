@@ -441,6 +441,19 @@ pub fn wait_for(
     );
 }
 
+/// Runs a command to completion and returns its output; panics with its stderr if it fails.
+pub fn run_ok(command: &mut Command) -> std::process::Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 /// A test CA and a server certificate it signed for 127.0.0.1/localhost, made with openssl:
 /// returns (ca.pem, cert.pem, key.pem) in `dir`. rustls refuses a self-signed certificate used as
 /// its own CA, so TLS clients on rustls need this chain.
@@ -448,16 +461,7 @@ pub fn make_ca_and_server_cert(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let openssl = require_program("openssl", "openssl");
     let path = |name: &str| dir.join(name);
     let run = |args: &[&str]| {
-        let output = Command::new(&openssl)
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("run openssl");
-        assert!(
-            output.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        run_ok(Command::new(&openssl).args(args).current_dir(dir));
     };
     run(&[
         "req",

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{free_port, require_program};
+use super::{free_port, require_program, run_ok};
 
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
@@ -87,24 +87,19 @@ impl Postgres {
         } else {
             "trust"
         };
-        let output = as_postgres(&postgres_bin("initdb"))
-            .args(["-D"])
-            .arg(&data)
-            .args([
-                "-U",
-                "postgres",
-                "--auth-local=trust",
-                &format!("--auth-host={auth}"),
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ])
-            .output()
-            .expect("run initdb");
-        assert!(
-            output.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&output.stderr)
+        run_ok(
+            as_postgres(&postgres_bin("initdb"))
+                .args(["-D"])
+                .arg(&data)
+                .args([
+                    "-U",
+                    "postgres",
+                    "--auth-local=trust",
+                    &format!("--auth-host={auth}"),
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ]),
         );
         let port = free_port();
         let mut settings = vec![
@@ -146,26 +141,21 @@ impl Postgres {
     pub fn start_replica_of(primary: &Postgres, application_name: &str) -> Postgres {
         let dir = shared_temp_dir();
         let data = dir.path().join("data");
-        let output = as_postgres(&postgres_bin("pg_basebackup"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &primary.port.to_string(),
-                "-U",
-                "postgres",
-                "-R",
-                "-X",
-                "stream",
-                "-D",
-            ])
-            .arg(&data)
-            .output()
-            .expect("run pg_basebackup");
-        assert!(
-            output.status.success(),
-            "pg_basebackup failed: {}",
-            String::from_utf8_lossy(&output.stderr)
+        run_ok(
+            as_postgres(&postgres_bin("pg_basebackup"))
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &primary.port.to_string(),
+                    "-U",
+                    "postgres",
+                    "-R",
+                    "-X",
+                    "stream",
+                    "-D",
+                ])
+                .arg(&data),
         );
         let port = free_port();
         // postgresql.auto.conf is read last, so these win over the primary's copied settings
@@ -241,16 +231,7 @@ impl Postgres {
 
     /// Runs SQL through the unix socket as `postgres` and returns stdout; panics on failure.
     pub fn psql(&self, database: &str, sql: &str) -> String {
-        let output = self
-            .psql_command(database)
-            .args(["-c", sql])
-            .output()
-            .expect("run psql");
-        assert!(
-            output.status.success(),
-            "psql failed on `{sql}`: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let output = run_ok(self.psql_command(database).args(["-c", sql]));
         String::from_utf8_lossy(&output.stdout).trim().to_string()
     }
 
