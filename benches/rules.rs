@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use prismwatch::history::{History, HistoryLimits};
 use prismwatch::model::{Batch, MetricKind};
-use prismwatch::rules::engine::{Context, GroupState, evaluate_group, rule_key};
+use prismwatch::rules::engine::{Context, GroupState, evaluate_group};
 use prismwatch::rules::{self, Group, RuleKind};
 
 const HOSTS: usize = 100;
@@ -133,7 +133,7 @@ fn main() {
                 rules: vec![rule.clone()],
                 ..group.clone()
             };
-            let key = rule_key(rule);
+            let key = rule.key.clone();
             let mut single_state = GroupState::default();
             if let Some(alerts) = state.rules.remove(&key) {
                 single_state.rules.insert(key.clone(), alerts);

@@ -15,9 +15,9 @@ use serde_json::{Value as Json, json};
 
 use super::AppState;
 use crate::collector::now_ms;
+use crate::rules::RuleKind;
 use crate::rules::alert::AlertState;
 use crate::rules::eval::{self, LabelSet, Value};
-use crate::rules::{RuleKind, engine};
 
 /// Prometheus' limit on points per series in a range query.
 const MAX_POINTS: i64 = 11_000;
@@ -307,7 +307,7 @@ pub async fn alerts(State(state): State<AppState>) -> Response {
             let RuleKind::Alert { name, .. } = &rule.kind else {
                 continue;
             };
-            let Some(rule_alerts) = group_state.rules.get(&engine::rule_key(rule)) else {
+            let Some(rule_alerts) = group_state.rules.get(&rule.key) else {
                 continue;
             };
             for alert in rule_alerts
@@ -355,7 +355,7 @@ pub async fn rules(State(state): State<AppState>) -> Response {
                 } => {
                     let alerts: Vec<Json> = group_state
                         .rules
-                        .get(&engine::rule_key(rule))
+                        .get(&rule.key)
                         .map(|r| {
                             r.alerts()
                                 .filter(|a| a.state != AlertState::Resolved)

@@ -80,7 +80,7 @@ pub fn warm_up_ms(expr: &Expr) -> i64 {
     longest(expr) + 60_000
 }
 
-/// The alert state of a group's alerting rules, keyed by [`rule_key`]. Serialisable, so the
+/// The alert state of a group's alerting rules, keyed by [`Rule::key`]. Serialisable, so the
 /// daemon can keep it in the state directory across restarts.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct GroupState {
@@ -94,27 +94,6 @@ pub struct RuleOutcome {
     /// Samples written (recorded series, or ALERTS samples).
     pub samples: usize,
     pub error: Option<String>,
-}
-
-/// A rule's identity across reloads: an alert keeps its state while its rule's name,
-/// expression and labels are unchanged (a changed `for` or annotation keeps it too).
-pub fn rule_key(rule: &Rule) -> String {
-    let labels: Vec<String> = rule
-        .labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    format!("{}|{}|{}", rule.name(), rule.expr.trim(), labels.join(","))
-}
-
-/// The history source a rule writes under (its series go stale when it stops producing them).
-pub fn rule_source(group: &Group, rule: &Rule) -> String {
-    format!(
-        "rules:{}:{}:{}",
-        group.file.display(),
-        group.name,
-        rule_key(rule)
-    )
 }
 
 /// Evaluates every rule of `group` at `ts`, in order.
@@ -141,14 +120,13 @@ pub fn evaluate_group(
         ..Default::default()
     };
     for rule in &group.rules {
-        let key = rule_key(rule);
-        live_keys.insert(key.clone());
+        live_keys.insert(rule.key.clone());
         let result = eval::eval_with(store, &rule.parsed, ts, &options);
         let (batch, error) = match result.and_then(vector) {
             Ok(samples) => match &rule.kind {
                 RuleKind::Record { name } => record(name, rule, samples, group.limit),
                 RuleKind::Alert { .. } => {
-                    let alerts = state.rules.entry(key).or_default();
+                    let alerts = state.rules.entry(rule.key.clone()).or_default();
                     alert(rule, samples, ts, alerts, group.limit, context)
                 }
             },
@@ -156,7 +134,7 @@ pub fn evaluate_group(
         };
         let samples = batch.len();
         // On error nothing is written, so the rule's earlier series go stale, as in Prometheus.
-        store.write(&rule_source(group, rule), ts, batch);
+        store.write(&rule.source, ts, batch);
         outcomes.push(RuleOutcome {
             name: rule.name().to_string(),
             samples,

@@ -222,7 +222,7 @@ impl Actor {
                     .group
                     .rules
                     .iter()
-                    .map(|rule| engine::rule_source(&loaded.group, rule))
+                    .map(|rule| rule.source.clone())
                     .collect::<Vec<_>>()
             })
             .collect()
@@ -239,7 +239,7 @@ impl Actor {
             let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
             for rule in &group.rules {
                 if let super::RuleKind::Alert { hold, .. } = &rule.kind
-                    && let Some(alerts) = state.rules.get_mut(&engine::rule_key(rule))
+                    && let Some(alerts) = state.rules.get_mut(&rule.key)
                 {
                     alerts.restore(now, hold.as_millis() as i64, FOR_GRACE_PERIOD_MS);
                 }

@@ -106,6 +106,13 @@ pub struct Rule {
     pub expr: String,
     pub parsed: promql_parser::parser::Expr,
     pub labels: BTreeMap<String, String>,
+    /// The rule's identity across reloads and restarts: its name, expression and labels. An
+    /// alert keeps its state while these are unchanged (a changed `for` or annotation keeps it
+    /// too); alert state is keyed by it.
+    pub key: String,
+    /// The history source the rule writes under (`rules:<file>:<group>:<key>`), so its series
+    /// go stale when it stops producing them.
+    pub source: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -295,6 +302,9 @@ pub fn load_text(file: &Path, text: &str) -> Result<Vec<Group>, Vec<RuleError>> 
                 ),
             }
         }
+        for rule in &mut rules {
+            rule.source = format!("rules:{}:{group_name}:{}", file.display(), rule.key);
+        }
         groups.push(Group {
             file: file.to_path_buf(),
             name: group_name,
@@ -368,12 +378,29 @@ fn check_rule(rule: RuleSection) -> Result<Rule, Vec<String>> {
         }
     };
     match (kind, parsed) {
-        (Some(kind), Some(parsed)) if problems.is_empty() => Ok(Rule {
-            kind,
-            expr: rule.expr,
-            parsed,
-            labels: rule.labels,
-        }),
+        (Some(kind), Some(parsed)) if problems.is_empty() => {
+            let mut loaded = Rule {
+                kind,
+                expr: rule.expr,
+                parsed,
+                labels: rule.labels,
+                key: String::new(),
+                // Set with the group (`load_text`), which knows the file and group name.
+                source: String::new(),
+            };
+            let labels: Vec<String> = loaded
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            loaded.key = format!(
+                "{}|{}|{}",
+                loaded.name(),
+                loaded.expr.trim(),
+                labels.join(",")
+            );
+            Ok(loaded)
+        }
         _ => Err(problems),
     }
 }

@@ -254,7 +254,7 @@ fn check_alerts(
             if !matches!(&rule.kind, RuleKind::Alert { name, .. } if *name == test.alertname) {
                 continue;
             }
-            let Some(alerts) = state.rules.get(&engine::rule_key(rule)) else {
+            let Some(alerts) = state.rules.get(&rule.key) else {
                 continue;
             };
             for alert in alerts.alerts().filter(|a| a.state == AlertState::Firing) {
