@@ -294,8 +294,18 @@ fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn pairs_json(pairs: &[(String, String)]) -> Json {
-    metric(pairs)
+/// One active alert as Prometheus' API shows it, `alertname` among its labels.
+fn alert_json(alertname: &str, alert: &crate::rules::alert::Alert) -> Json {
+    let mut labels = alert.labels.clone();
+    labels.push(("alertname".into(), alertname.to_string()));
+    labels.sort();
+    json!({
+        "labels": metric(&labels),
+        "annotations": metric(&alert.annotations),
+        "state": if alert.state == AlertState::Firing { "firing" } else { "pending" },
+        "activeAt": rfc3339(alert.active_at),
+        "value": format_value(alert.value),
+    })
 }
 
 /// Active alerts of every alerting rule, as Prometheus' `/api/v1/alerts`.
@@ -310,21 +320,12 @@ pub async fn alerts(State(state): State<AppState>) -> Response {
             let Some(rule_alerts) = group_state.rules.get(&rule.key) else {
                 continue;
             };
-            for alert in rule_alerts
-                .alerts()
-                .filter(|a| a.state != AlertState::Resolved)
-            {
-                let mut labels = alert.labels.clone();
-                labels.push(("alertname".into(), name.clone()));
-                labels.sort();
-                out.push(json!({
-                    "labels": pairs_json(&labels),
-                    "annotations": pairs_json(&alert.annotations),
-                    "state": if alert.state == AlertState::Firing { "firing" } else { "pending" },
-                    "activeAt": rfc3339(alert.active_at),
-                    "value": format_value(alert.value),
-                }));
-            }
+            out.extend(
+                rule_alerts
+                    .alerts()
+                    .filter(|a| a.state != AlertState::Resolved)
+                    .map(|a| alert_json(name, a)),
+            );
         }
     }
     success(json!({ "alerts": out }))
@@ -345,7 +346,7 @@ pub async fn rules(State(state): State<AppState>) -> Response {
             match &rule.kind {
                 RuleKind::Record { name } => rules.push(json!({
                     "type": "recording", "name": name, "query": rule.expr.trim(),
-                    "labels": pairs_json(&labels), "health": "ok",
+                    "labels": metric(&labels), "health": "ok",
                 })),
                 RuleKind::Alert {
                     name,
@@ -359,15 +360,7 @@ pub async fn rules(State(state): State<AppState>) -> Response {
                         .map(|r| {
                             r.alerts()
                                 .filter(|a| a.state != AlertState::Resolved)
-                                .map(|a| {
-                                    json!({
-                                        "labels": pairs_json(&a.labels),
-                                        "annotations": pairs_json(&a.annotations),
-                                        "state": if a.state == AlertState::Firing { "firing" } else { "pending" },
-                                        "activeAt": rfc3339(a.active_at),
-                                        "value": format_value(a.value),
-                                    })
-                                })
+                                .map(|a| alert_json(name, a))
                                 .collect()
                         })
                         .unwrap_or_default();
@@ -385,7 +378,7 @@ pub async fn rules(State(state): State<AppState>) -> Response {
                     rules.push(json!({
                         "type": "alerting", "name": name, "query": rule.expr.trim(),
                         "duration": hold.as_secs(), "keepFiringFor": keep_firing_for.as_secs(),
-                        "labels": pairs_json(&labels), "annotations": pairs_json(&annotations),
+                        "labels": metric(&labels), "annotations": metric(&annotations),
                         "alerts": alerts, "state": state, "health": "ok",
                     }));
                 }
