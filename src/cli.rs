@@ -102,6 +102,10 @@ pub enum Command {
         /// Print JSON instead of the table.
         #[arg(long)]
         json: bool,
+        /// Report as of this time (unix seconds or RFC 3339) instead of now: the month, the
+        /// completed days and the forecast are those of that moment.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
     },
 }
 
@@ -153,7 +157,7 @@ pub fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match &cli.command {
         Some(Command::CheckConfig { file }) => check_config(file, &cli.overrides()),
-        Some(Command::Spend { json }) => spend(&cli, *json),
+        Some(Command::Spend { json, at }) => spend(&cli, *json, at.as_deref()),
         Some(Command::Query {
             expr,
             url,
@@ -324,7 +328,14 @@ fn rules_test(files: &[PathBuf]) -> ExitCode {
     }
 }
 
-fn spend(cli: &Cli, json: bool) -> ExitCode {
+fn spend(cli: &Cli, json: bool, at: Option<&str>) -> ExitCode {
+    let now_ms = match at.map(crate::http::query::parse_time).transpose() {
+        Ok(at) => at.unwrap_or_else(crate::collector::now_ms),
+        Err(error) => {
+            eprintln!("--at: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let config = match config::load(cli.config.as_deref(), &cli.overrides()) {
         Ok(config) => config,
         Err(errors) => {
@@ -341,7 +352,7 @@ fn spend(cli: &Cli, json: bool) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let tracker = crate::spend::SpendTracker::open(config.ai, &config.state_dir);
-    let Some(report) = tracker.report(crate::collector::now_ms()) else {
+    let Some(report) = tracker.report(now_ms) else {
         return ExitCode::FAILURE;
     };
     if json {

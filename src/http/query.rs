@@ -98,7 +98,7 @@ fn success(data: Json) -> Response {
 }
 
 /// A time as Prometheus accepts it: unix seconds (fractions allowed) or RFC 3339.
-fn parse_time(text: &str) -> Result<i64, String> {
+pub(crate) fn parse_time(text: &str) -> Result<i64, String> {
     if let Ok(seconds) = text.parse::<f64>()
         && seconds.is_finite()
     {

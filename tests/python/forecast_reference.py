@@ -19,6 +19,10 @@ spent = inputs["spent"]
 remaining = max(inputs["remaining_days"], 0.0)
 mean = sum(days) / k
 estimate = spent + mean * remaining
+if k < 2:
+    # One completed day has no spread to estimate: an estimate without an interval.
+    print(json.dumps({"daily_rate": mean, "estimate": estimate, "lower": None, "upper": None}))
+    sys.exit(0)
 s = stats.tstd(days)  # sample standard deviation (ddof=1)
 t = stats.t.ppf(0.975, df=k - 1)
 spread = t * s * math.sqrt(remaining + remaining * remaining / k)
