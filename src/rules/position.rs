@@ -31,6 +31,9 @@ pub fn locate(expr: &str, message: &str) -> Option<usize> {
     if message.contains("end of input") {
         return Some(expr.trim_end().len());
     }
+    if message.contains("for @ modifier") {
+        return out_of_range_at(expr);
+    }
     for (open, close) in [('`', '`'), ('\'', '\''), ('"', '"')] {
         if let Some(named) = quoted(message, open, close)
             && !named.is_empty()
@@ -107,6 +110,30 @@ fn unmatched_closer(expr: &str) -> Option<usize> {
     None
 }
 
+/// The `@` whose time lies outside Prometheus' range, else the first `@`.
+fn out_of_range_at(expr: &str) -> Option<usize> {
+    let ats: Vec<usize> = code_chars(expr)
+        .into_iter()
+        .filter(|(_, c)| *c == '@')
+        .map(|(i, _)| i)
+        .collect();
+    let out_of_range = |&at: &usize| {
+        let rest = expr[at + 1..].trim_start();
+        let number: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || "+-.".contains(*c))
+            .collect();
+        number.parse::<f64>().is_ok_and(|seconds| {
+            let ms = seconds * 1000.0;
+            !(ms >= super::eval::MIN_TIME_MS as f64 && ms <= super::eval::MAX_TIME_MS as f64)
+        })
+    };
+    ats.iter()
+        .copied()
+        .find(out_of_range)
+        .or(ats.first().copied())
+}
+
 /// The first token after the longest prefix that parses on its own: the parser gave up at or
 /// after it.
 fn valid_prefix(expr: &str) -> Option<usize> {
@@ -143,5 +170,15 @@ mod tests {
         let shown = annotate("a +\n  nosuch(b)", "unknown function with name 'nosuch'");
         assert!(shown.starts_with("2:3: unknown function"), "{shown}");
         assert!(shown.ends_with("\n        ^"), "{shown:?}");
+    }
+
+    #[test]
+    fn an_out_of_range_at_is_pointed_at() {
+        let expr = "up @ 100 + up @ 9223372036854775";
+        let shown = annotate(expr, "timestamp out of bounds for @ modifier: 9e15");
+        assert!(
+            shown.starts_with("1:15: timestamp out of bounds"),
+            "{shown}"
+        );
     }
 }

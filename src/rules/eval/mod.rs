@@ -25,9 +25,10 @@ use std::time::Duration;
 use promql_parser::parser::{Expr, VectorMatchFillValues};
 
 use std::cell::{Cell, RefCell};
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, RwLock};
 
-use promql_parser::parser::VectorSelector;
+use promql_parser::parser::{AtModifier, VectorSelector};
 
 use crate::history::{History, SeriesRange};
 
@@ -81,6 +82,81 @@ pub struct EvalOptions {
 /// The default of [`EvalOptions::max_samples`], Prometheus' default.
 pub const MAX_SAMPLES: u64 = 50_000_000;
 
+/// The earliest and latest times (ms) a query or an `@` modifier may name: Prometheus' API
+/// bounds (`minTime` and `maxTime` in `web/api/v1/api.go`, about 292 million years either side
+/// of 1970). Beyond them time arithmetic overflows, so a step loop would never end.
+pub const MIN_TIME_MS: i64 = (i64::MIN / 1000 + 62_135_596_801) * 1000;
+pub const MAX_TIME_MS: i64 = (i64::MAX / 1000 - 62_135_596_801) * 1000 + 999;
+
+/// Why an evaluation was stopped from outside, as Prometheus names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interruption {
+    /// The client went away (Prometheus' `canceled`).
+    Canceled,
+    /// The query ran past its timeout (Prometheus' `timeout`).
+    TimedOut,
+}
+
+impl Interruption {
+    /// Prometheus' message for the interruption in `stage` (`expression evaluation`,
+    /// `query queue`).
+    pub fn message(self, stage: &str) -> String {
+        match self {
+            Interruption::Canceled => format!("query was canceled in {stage}"),
+            Interruption::TimedOut => format!("query timed out in {stage}"),
+        }
+    }
+}
+
+/// A flag shared between a running evaluation and whoever may stop it (the HTTP handler on a
+/// timeout or when its client disconnects). The evaluator checks it at every selection and
+/// every subquery step, alongside the sample budget, so a stopped query ends within one step.
+#[derive(Clone, Debug, Default)]
+pub struct Interrupt(Arc<AtomicU8>);
+
+impl Interrupt {
+    /// Stops the evaluation; the first reason given is kept.
+    pub fn interrupt(&self, reason: Interruption) {
+        let code = match reason {
+            Interruption::Canceled => 1,
+            Interruption::TimedOut => 2,
+        };
+        let _ = self
+            .0
+            .compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// Why the evaluation was stopped, if it was.
+    pub fn reason(&self) -> Option<Interruption> {
+        match self.0.load(Ordering::Relaxed) {
+            1 => Some(Interruption::Canceled),
+            2 => Some(Interruption::TimedOut),
+            _ => None,
+        }
+    }
+
+    /// An error with Prometheus' message when the evaluation was stopped.
+    pub fn check(&self) -> Result<(), String> {
+        match self.reason() {
+            Some(reason) => Err(reason.message("expression evaluation")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Refuses a time outside [`MIN_TIME_MS`]..=[`MAX_TIME_MS`].
+pub fn check_time_ms(ms: i64) -> Result<i64, String> {
+    if (MIN_TIME_MS..=MAX_TIME_MS).contains(&ms) {
+        Ok(ms)
+    } else {
+        Err(format!(
+            "the time is outside {} to {} (Prometheus' range)",
+            MIN_TIME_MS / 1000,
+            MAX_TIME_MS / 1000
+        ))
+    }
+}
+
 impl Default for EvalOptions {
     fn default() -> EvalOptions {
         EvalOptions {
@@ -125,6 +201,18 @@ pub fn eval_with(
     ts: i64,
     options: &EvalOptions,
 ) -> Result<Value, String> {
+    eval_interruptible(history, expr, ts, options, &Interrupt::default())
+}
+
+/// Like [`eval_with`], stopping with Prometheus' `canceled` or `timeout` message as soon as
+/// `interrupt` is set.
+pub fn eval_interruptible(
+    history: &dyn SeriesSource,
+    expr: &Expr,
+    ts: i64,
+    options: &EvalOptions,
+    interrupt: &Interrupt,
+) -> Result<Value, String> {
     let (query_start, query_end) = options.query_range.unwrap_or((ts, ts));
     let context = Context {
         history,
@@ -132,8 +220,11 @@ pub fn eval_with(
         query_end,
         options: *options,
         loaded: Cell::new(0),
+        interrupt,
     };
-    let value = context.eval(expr, ts)?;
+    let value = context.eval(expr, ts);
+    interrupt.check()?;
+    let value = value?;
     if context.loaded.get() > options.max_samples {
         return Err(format!(
             "the expression would load more than {} samples; narrow its selectors, ranges or subquery steps",
@@ -174,13 +265,16 @@ fn subquery_steps(expr: &Expr) -> u128 {
 /// only fail at evaluation (a `label_replace` regex, a label name) are checked here too.
 pub fn check_supported(expr: &Expr) -> Result<(), String> {
     match expr {
-        Expr::NumberLiteral(_) | Expr::VectorSelector(_) | Expr::MatrixSelector(_) => Ok(()),
+        Expr::NumberLiteral(_) => Ok(()),
+        Expr::VectorSelector(vs) => check_at(&vs.at),
+        Expr::MatrixSelector(ms) => check_at(&ms.vs.at),
         Expr::StringLiteral(_) => Err(format!(
             "string literal `{expr}` is only supported as a function argument"
         )),
         Expr::Paren(p) => check_supported(&p.expr),
         Expr::Unary(u) => check_supported(&u.expr),
         Expr::Subquery(sq) => {
+            check_at(&sq.at)?;
             if let Some(step) = sq.step
                 && duration_ms(step) > 0
                 && duration_ms(sq.range) / duration_ms(step) > MAX_SUBQUERY_STEPS
@@ -239,6 +333,28 @@ pub fn check_supported(expr: &Expr) -> Result<(), String> {
             Ok(())
         }
         Expr::Extension(_) => Err(format!("extension `{expr}` is not supported")),
+    }
+}
+
+/// Refuses an `@` time outside Prometheus' range ([`MIN_TIME_MS`]..=[`MAX_TIME_MS`]), with
+/// Prometheus' message: evaluating at such a time would overflow the time arithmetic.
+fn check_at(at: &Option<AtModifier>) -> Result<(), String> {
+    let Some(AtModifier::At(time)) = at else {
+        return Ok(());
+    };
+    let ms: i128 = match time.duration_since(std::time::SystemTime::UNIX_EPOCH) {
+        Ok(after) => after.as_millis() as i128,
+        Err(before) => -(before.duration().as_millis() as i128),
+    };
+    if (MIN_TIME_MS as i128..=MAX_TIME_MS as i128).contains(&ms) {
+        Ok(())
+    } else {
+        Err(format!(
+            "timestamp out of bounds for @ modifier: {:.6}; Prometheus' range is {} to {}",
+            ms as f64 / 1000.0,
+            MIN_TIME_MS / 1000,
+            MAX_TIME_MS / 1000
+        ))
     }
 }
 
@@ -416,6 +532,8 @@ struct Context<'a> {
     /// Samples loaded so far; past `options.max_samples` selections return nothing and the
     /// evaluation fails, so a runaway expression ends quickly instead of occupying a thread.
     loaded: Cell<u64>,
+    /// Set from outside to stop the evaluation (timeout, client gone).
+    interrupt: &'a Interrupt,
 }
 
 impl Context<'_> {
@@ -527,5 +645,61 @@ mod tests {
         ] {
             assert!(refusal(expr).contains(named), "{expr}: {}", refusal(expr));
         }
+    }
+
+    #[test]
+    fn times_at_the_edges_of_prometheus_range_end() {
+        // Refused at load: an `@` beyond the range overflows the time arithmetic.
+        for expr in [
+            "up @ 9223372036854775",
+            "rate(up[5m] @ -9223372036854775)",
+            "max_over_time(vector(1)[5m:1m] @ 1e300)",
+        ] {
+            assert!(
+                refusal(expr).starts_with("timestamp out of bounds for @ modifier"),
+                "{expr}: {}",
+                refusal(expr)
+            );
+        }
+        assert_eq!(check_supported(&parse("up @ 1700000000")), Ok(()));
+        // At the very edges, subqueries and negative offsets finish instead of wrapping around.
+        for (expr, ts) in [
+            ("max_over_time(vector(1)[5m:1m])", MAX_TIME_MS),
+            ("max_over_time(vector(1)[5m:1m] offset -1h)", MAX_TIME_MS),
+            ("max_over_time(vector(1)[5m:1m])", MIN_TIME_MS),
+            ("rate(up[5m] offset -1h)", MAX_TIME_MS),
+        ] {
+            assert!(eval(&history(), &parse(expr), ts).is_ok(), "{expr} at {ts}");
+        }
+        assert_eq!(check_time_ms(MAX_TIME_MS), Ok(MAX_TIME_MS));
+        assert!(check_time_ms(MAX_TIME_MS + 1).is_err());
+        assert!(check_time_ms(i64::MIN).is_err());
+    }
+
+    #[test]
+    fn an_interrupted_evaluation_stops_with_prometheus_message() {
+        let expr = parse("max_over_time(vector(1)[1h:1s])");
+        for (reason, message) in [
+            (
+                Interruption::Canceled,
+                "query was canceled in expression evaluation",
+            ),
+            (
+                Interruption::TimedOut,
+                "query timed out in expression evaluation",
+            ),
+        ] {
+            let interrupt = Interrupt::default();
+            interrupt.interrupt(reason);
+            // A later reason does not replace the first.
+            interrupt.interrupt(Interruption::Canceled);
+            let got =
+                eval_interruptible(&history(), &expr, AT, &EvalOptions::default(), &interrupt);
+            assert_eq!(got, Err(message.to_string()));
+        }
+        let untouched = Interrupt::default();
+        assert!(
+            eval_interruptible(&history(), &expr, AT, &EvalOptions::default(), &untouched).is_ok()
+        );
     }
 }

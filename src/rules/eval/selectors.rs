@@ -27,13 +27,14 @@ impl Context<'_> {
             Some(AtModifier::End) => self.query_end,
             Some(AtModifier::At(time)) => system_time_ms(*time),
         };
-        base - offset_ms(offset)
+        // Saturating: an `@` near Prometheus' bounds with a negative offset must not wrap.
+        base.saturating_sub(offset_ms(offset))
     }
 
     /// Samples with `start <= t <= end` of every series the selector matches, stale markers
     /// included.
     fn select(&self, vs: &VectorSelector, start: i64, end: i64) -> Vec<SeriesRange> {
-        if self.loaded.get() > self.options.max_samples {
+        if self.loaded.get() > self.options.max_samples || self.interrupt.reason().is_some() {
             return Vec::new();
         }
         let ranges = self.history.select_matching(vs, start, end);
@@ -46,7 +47,7 @@ impl Context<'_> {
     /// window `(t - 5m, t]`, unless it is a staleness marker: that series has ended.
     pub(super) fn instant(&self, vs: &VectorSelector, ts: i64) -> Vec<(LabelSet, i64, f64)> {
         let at = self.selector_time(&vs.at, &vs.offset, ts);
-        self.select(vs, at - LOOKBACK_MS + 1, at)
+        self.select(vs, at.saturating_sub(LOOKBACK_MS - 1), at)
             .into_iter()
             .filter_map(|range| {
                 let (t, value) = *range.samples.last()?;
@@ -67,7 +68,7 @@ impl Context<'_> {
                 let end = self.selector_time(&ms.vs.at, &ms.vs.offset, ts);
                 let width = duration_ms(ms.range);
                 let series = self
-                    .select(&ms.vs, end - width + 1, end)
+                    .select(&ms.vs, end.saturating_sub(width - 1), end)
                     .into_iter()
                     .map(|range| {
                         let samples: Samples = range
@@ -92,7 +93,7 @@ impl Context<'_> {
 fn offset_ms(offset: &Option<Offset>) -> i64 {
     match offset {
         Some(Offset::Pos(d)) => duration_ms(*d),
-        Some(Offset::Neg(d)) => -duration_ms(*d),
+        Some(Offset::Neg(d)) => duration_ms(*d).saturating_neg(),
         None => 0,
     }
 }

@@ -29,13 +29,14 @@ impl Context<'_> {
                 "subquery `{sq}` has more than {MAX_SUBQUERY_STEPS} steps"
             ));
         }
-        let start = end - width;
+        let start = end.saturating_sub(width);
         let mut t = start.div_euclid(step) * step;
         if t <= start {
-            t += step;
+            t = t.saturating_add(step);
         }
         let mut series: BTreeMap<LabelSet, Samples> = BTreeMap::new();
         while t <= end {
+            self.interrupt.check()?;
             match self.eval(&sq.expr, t)? {
                 Value::Vector(v) => {
                     for (labels, value) in v {
@@ -44,7 +45,11 @@ impl Context<'_> {
                 }
                 _ => return Err(format!("subquery `{sq}`: expected an instant vector")),
             }
-            t += step;
+            // At the end of time the next step does not exist; stop rather than wrap around.
+            let Some(next) = t.checked_add(step) else {
+                break;
+            };
+            t = next;
         }
         Ok((series.into_iter().collect(), Window { end, width }))
     }
