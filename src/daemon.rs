@@ -77,6 +77,7 @@ pub async fn run(
         status: status.clone(),
         auth: Arc::clone(&auth),
         spend: spend.clone(),
+        queries: Arc::new(http::query::QueryLimits::new(config.query)),
     };
 
     let mut server = Server::start(&config, state.clone(), &tracker, &shutdown).await?;

@@ -30,6 +30,10 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
 
 fn describe() {
     describe_counter!(
+        "prismwatch_queries_interrupted_total",
+        "Queries of the query API stopped, by reason (timeout, canceled) and stage (queue, evaluation)."
+    );
+    describe_counter!(
         "prismwatch_ai_ingest_events_total",
         "Usage events accepted, by ingest path (otlp, json)."
     );

@@ -31,6 +31,7 @@ pub struct FileConfig {
     pub external_labels: std::collections::BTreeMap<String, String>,
     pub log: LogSection,
     pub web: WebSection,
+    pub query: super::query::QuerySection,
     pub history: HistorySection,
     pub host: HostSection,
     /// PostgreSQL servers to watch.
@@ -380,6 +381,7 @@ pub fn validate(
     );
 
     let ai = super::ai::validate(source, &mut errors, &file.ai);
+    let query = super::query::validate(source, &mut errors, &file.query);
 
     // [log]
     let level = overrides
@@ -455,6 +457,7 @@ pub fn validate(
                 format: overrides.log_format.or(file.log.format).unwrap_or_default(),
             },
             web: WebConfig { listen, auth, tls },
+            query,
             history: HistoryConfig {
                 retention,
                 max_series,

@@ -5,6 +5,7 @@
 mod ai;
 mod error;
 mod file;
+mod query;
 mod secret;
 mod targets;
 
@@ -16,6 +17,7 @@ use std::time::Duration;
 pub use ai::{AiConfig, AiSqlSource, LabelBudget};
 pub use error::{ConfigError, ConfigErrors, Source};
 pub use file::{FileConfig, HumanDuration, LogFormat};
+pub use query::QueryConfig;
 pub use secret::{Secret, SecretRef};
 pub use targets::{PgbouncerTarget, PostgresTarget, RedisTarget, TargetCommon, Targets};
 
@@ -55,6 +57,8 @@ pub struct Config {
     pub external_labels: Vec<(String, String)>,
     pub log: LogConfig,
     pub web: WebConfig,
+    /// Limits of the HTTP query API.
+    pub query: QueryConfig,
     pub history: HistoryConfig,
     pub host: CollectorSchedule,
     pub host_filters: HostFilters,

@@ -54,6 +54,8 @@ pub struct AppState {
     pub spend: SpendTracker,
     /// The running rule groups and their alerts.
     pub rules: crate::rules::manager::RulesView,
+    /// The query API's timeout and concurrency limit.
+    pub queries: Arc<query::QueryLimits>,
 }
 
 /// The routes, with auth on everything but the health probes.

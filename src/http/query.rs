@@ -6,18 +6,21 @@
 //! agent's recent data. Queries run on the blocking pool, never on the async workers.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use promql_parser::parser::Expr;
 use serde_json::{Value as Json, json};
+use tokio::sync::Semaphore;
 
 use super::AppState;
 use crate::collector::now_ms;
+use crate::config::QueryConfig;
 use crate::rules::RuleKind;
 use crate::rules::alert::AlertState;
-use crate::rules::eval::{self, LabelSet, Value};
+use crate::rules::eval::{self, Interrupt, Interruption, LabelSet, Value};
 
 /// Prometheus' limit on points per series in a range query.
 const MAX_POINTS: i64 = 11_000;
@@ -128,49 +131,170 @@ fn parse_query(params: &Params) -> Result<Expr, ApiError> {
     Ok(expr)
 }
 
-async fn query(state: AppState, params: Params) -> Response {
-    let expr = match parse_query(&params) {
-        Ok(expr) => expr,
-        Err(error) => return error.into_response(),
+/// The limits every query runs under: a timeout that covers queueing, parsing and evaluation,
+/// and a number of slots; a query waits for a slot, as in Prometheus, until its timeout.
+pub struct QueryLimits {
+    config: QueryConfig,
+    slots: Arc<Semaphore>,
+}
+
+impl QueryLimits {
+    pub fn new(config: QueryConfig) -> QueryLimits {
+        QueryLimits {
+            config,
+            slots: Arc::new(Semaphore::new(config.max_concurrency)),
+        }
+    }
+}
+
+/// Stops the evaluation when the handler's future is dropped: hyper drops it when the client
+/// disconnects, so the work on the blocking pool ends too instead of running on unseen.
+struct CancelOnDrop(Interrupt);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.interrupt(Interruption::Canceled);
+    }
+}
+
+/// Runs `work` (parsing included, since a large expression parses slowly) on the blocking pool
+/// within the query limits, and turns an interruption into Prometheus' `timeout` (503) or
+/// `canceled` (499) answer.
+async fn run_limited<T: Send + 'static>(
+    limits: &QueryLimits,
+    work: impl FnOnce(&Interrupt, &QueryConfig) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let interrupt = Interrupt::default();
+    let _cancel = CancelOnDrop(interrupt.clone());
+    let deadline = tokio::time::Instant::now() + limits.config.timeout;
+    let slot =
+        match tokio::time::timeout_at(deadline, Arc::clone(&limits.slots).acquire_owned()).await {
+            Ok(Ok(slot)) => slot,
+            Ok(Err(_closed)) => return Err(internal()),
+            Err(_elapsed) => {
+                count_interrupted(Interruption::TimedOut, "queue");
+                return Err(interrupted(Interruption::TimedOut, "query queue"));
+            }
+        };
+    let config = limits.config;
+    let running = interrupt.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        // The slot is released when the work really stops, not when the answer is sent.
+        let _slot = slot;
+        let result = work(&running, &config);
+        if let (Err(_), Some(reason)) = (&result, running.reason()) {
+            count_interrupted(reason, "evaluation");
+        }
+        result
+    });
+    match tokio::time::timeout_at(deadline, task).await {
+        Err(_elapsed) => {
+            interrupt.interrupt(Interruption::TimedOut);
+            Err(interrupted(Interruption::TimedOut, "expression evaluation"))
+        }
+        Ok(Err(_panicked)) => Err(internal()),
+        Ok(Ok(result)) => result.map_err(|error| match interrupt.reason() {
+            Some(reason) => interrupted(reason, "expression evaluation"),
+            None => error,
+        }),
+    }
+}
+
+/// Counts a query stopped by its timeout or its client, once its work has really stopped.
+fn count_interrupted(reason: Interruption, stage: &'static str) {
+    let reason = match reason {
+        Interruption::Canceled => "canceled",
+        Interruption::TimedOut => "timeout",
     };
-    let ts = match params.get("time").map(|t| parse_time(t)) {
-        None => now_ms(),
-        Some(Ok(ts)) => ts,
-        Some(Err(message)) => return bad_data(message).into_response(),
-    };
-    let history = state.history.clone();
-    // The history's lock is taken per selection, not for the whole query.
-    let result = tokio::task::spawn_blocking(move || eval::eval(&*history, &expr, ts)).await;
-    match result {
-        Ok(Ok(value)) => success(instant_json(value, ts)),
-        Ok(Err(message)) => error_response(StatusCode::UNPROCESSABLE_ENTITY, "execution", message),
-        Err(_) => error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the query failed".into(),
+    metrics::counter!("prismwatch_queries_interrupted_total", "reason" => reason, "stage" => stage)
+        .increment(1);
+}
+
+fn interrupted(reason: Interruption, stage: &str) -> ApiError {
+    match reason {
+        Interruption::TimedOut => ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            reason.message(stage),
+        ),
+        // Prometheus answers 499, nginx's "client closed request"; nobody is listening.
+        Interruption::Canceled => ApiError(
+            StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            "canceled",
+            reason.message(stage),
         ),
     }
 }
 
+fn internal() -> ApiError {
+    ApiError(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the query failed".into(),
+    )
+}
+
+fn execution(message: String) -> ApiError {
+    ApiError(StatusCode::UNPROCESSABLE_ENTITY, "execution", message)
+}
+
+/// A query parameter holding a time, refused (as Prometheus words it) when it cannot be read
+/// or lies outside the range time arithmetic can hold.
+fn time_param(name: &str, text: &str) -> Result<i64, ApiError> {
+    parse_time(text)
+        .and_then(eval::check_time_ms)
+        .map_err(|reason| {
+            bad_data(format!(
+                "invalid parameter {name:?}: cannot parse {text:?} to a valid timestamp: {reason}"
+            ))
+        })
+}
+
+async fn query(state: AppState, params: Params) -> Response {
+    let ts = match params.get("time").map(|t| time_param("time", t)) {
+        None => now_ms(),
+        Some(Ok(ts)) => ts,
+        Some(Err(error)) => return error.into_response(),
+    };
+    let history = state.history.clone();
+    // The history's lock is taken per selection, not for the whole query.
+    let result = run_limited(&state.queries, move |interrupt, config| {
+        let expr = parse_query(&params)?;
+        let options = eval::EvalOptions {
+            max_samples: config.max_samples,
+            ..Default::default()
+        };
+        eval::eval_interruptible(&*history, &expr, ts, &options, interrupt).map_err(execution)
+    })
+    .await;
+    match result {
+        Ok(value) => success(instant_json(value, ts)),
+        Err(error) => error.into_response(),
+    }
+}
+
 async fn query_range(state: AppState, params: Params) -> Response {
-    let (expr, start, end, step) = match range_params(&params) {
+    let (start, end, step) = match range_params(&params) {
         Ok(parsed) => parsed,
         Err(error) => return error.into_response(),
     };
     let history = state.history.clone();
-    let result = tokio::task::spawn_blocking(move || {
+    let result = run_limited(&state.queries, move |interrupt, config| {
+        let expr = parse_query(&params)?;
         // `@ start()` and `@ end()` mean the range's edges; the sample budget is the whole
         // query's, shared by its steps.
-        let steps = ((end - start) / step + 1) as u64;
+        let steps = ((i128::from(end) - i128::from(start)) / i128::from(step) + 1) as u64;
         let options = eval::EvalOptions {
             query_range: Some((start, end)),
-            max_samples: (eval::MAX_SAMPLES / steps).max(10_000),
+            max_samples: (config.max_samples / steps).max(10_000),
             ..Default::default()
         };
         let mut series: BTreeMap<LabelSet, Vec<(i64, f64)>> = BTreeMap::new();
         let mut ts = start;
         while ts <= end {
-            match eval::eval_with(&*history, &expr, ts, &options)? {
+            let value = eval::eval_interruptible(&*history, &expr, ts, &options, interrupt)
+                .map_err(execution)?;
+            match value {
                 Value::Scalar(v) => series.entry(Vec::new()).or_default().push((ts, v)),
                 Value::Vector(samples) => {
                     for (labels, v) in samples {
@@ -178,16 +302,22 @@ async fn query_range(state: AppState, params: Params) -> Response {
                     }
                 }
                 Value::Matrix(_) => {
-                    return Err("a range query needs an instant vector or scalar expression".into());
+                    return Err(execution(
+                        "a range query needs an instant vector or scalar expression".into(),
+                    ));
                 }
             }
-            ts += step;
+            // Near the end of time the next step does not exist; stop rather than wrap around.
+            let Some(next) = ts.checked_add(step) else {
+                break;
+            };
+            ts = next;
         }
-        Ok::<_, String>(series)
+        Ok(series)
     })
     .await;
     match result {
-        Ok(Ok(series)) => {
+        Ok(series) => {
             let result: Vec<Json> = series
                 .into_iter()
                 .map(|(labels, points)| {
@@ -199,25 +329,23 @@ async fn query_range(state: AppState, params: Params) -> Response {
                 .collect();
             success(json!({"resultType": "matrix", "result": result}))
         }
-        Ok(Err(message)) => error_response(StatusCode::UNPROCESSABLE_ENTITY, "execution", message),
-        Err(_) => error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the query failed".into(),
-        ),
+        Err(error) => error.into_response(),
     }
 }
 
-/// The expression, start, end and step of a range query, checked.
-fn range_params(params: &Params) -> Result<(Expr, i64, i64, i64), ApiError> {
-    let expr = parse_query(params)?;
+/// The start, end and step of a range query, checked; the expression is parsed with the
+/// evaluation, on the blocking pool.
+fn range_params(params: &Params) -> Result<(i64, i64, i64), ApiError> {
+    if !params.contains_key("query") {
+        return Err(bad_data("missing the `query` parameter"));
+    }
     let get = |name: &str| {
         params
             .get(name)
             .ok_or_else(|| bad_data(format!("missing the `{name}` parameter")))
     };
-    let start = parse_time(get("start")?).map_err(bad_data)?;
-    let end = parse_time(get("end")?).map_err(bad_data)?;
+    let start = time_param("start", get("start")?)?;
+    let end = time_param("end", get("end")?)?;
     let step = parse_step(get("step")?).map_err(bad_data)?;
     if step <= 0 {
         return Err(bad_data("step must be above zero"));
@@ -225,12 +353,13 @@ fn range_params(params: &Params) -> Result<(Expr, i64, i64, i64), ApiError> {
     if end < start {
         return Err(bad_data("end must not be before start"));
     }
-    if (end - start) / step > MAX_POINTS {
+    // In i128: the span between Prometheus' earliest and latest times exceeds i64.
+    if (i128::from(end) - i128::from(start)) / i128::from(step) > i128::from(MAX_POINTS) {
         return Err(bad_data(format!(
             "exceeded maximum resolution of {MAX_POINTS} points per timeseries; try a larger step"
         )));
     }
-    Ok((expr, start, end, step))
+    Ok((start, end, step))
 }
 
 fn instant_json(value: Value, ts: i64) -> Json {
@@ -433,33 +562,41 @@ pub async fn series_post(State(state): State<AppState>, body: String) -> Respons
 
 async fn series(state: AppState, params: Vec<(String, String)>) -> Response {
     let value = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v);
-    let mut selectors = Vec::new();
-    for (_, text) in params.iter().filter(|(k, _)| k == "match[]") {
-        match crate::rules::parse_expr(text) {
-            Ok(Expr::VectorSelector(vs)) => selectors.push(vs),
-            Ok(_) => {
-                return bad_data(format!("match[] {text:?} is not a series selector"))
-                    .into_response();
-            }
-            Err(message) => return bad_data(message).into_response(),
-        }
-    }
-    if selectors.is_empty() {
-        return bad_data("no match[] parameter provided").into_response();
-    }
-    let bound = |name: &str, default: i64| match value(name).map(|t| parse_time(t)) {
+    let bound = |name: &str, default: i64| match value(name) {
         None => Ok(default),
-        Some(result) => result.map_err(bad_data),
+        Some(text) => time_param(name, text),
     };
-    let (start, end) = match (bound("start", i64::MIN / 4), bound("end", i64::MAX / 4)) {
+    let (start, end) = match (
+        bound("start", eval::MIN_TIME_MS),
+        bound("end", eval::MAX_TIME_MS),
+    ) {
         (Ok(start), Ok(end)) => (start, end),
         (Err(error), _) | (_, Err(error)) => return error.into_response(),
     };
+    let texts: Vec<String> = params
+        .into_iter()
+        .filter(|(k, _)| k == "match[]")
+        .map(|(_, v)| v)
+        .collect();
+    if texts.is_empty() {
+        return bad_data("no match[] parameter provided").into_response();
+    }
     let history = state.history.clone();
-    let found = tokio::task::spawn_blocking(move || {
+    // Selectors are parsed on the blocking pool within the query limits, as queries are.
+    let found = run_limited(&state.queries, move |interrupt, _| {
         let mut found = std::collections::BTreeSet::new();
-        for vs in &selectors {
-            for range in eval::SeriesSource::select_matching(&*history, vs, start, end) {
+        for text in &texts {
+            let vs = match crate::rules::parse_expr(text) {
+                Ok(Expr::VectorSelector(vs)) => vs,
+                Ok(_) => {
+                    return Err(bad_data(format!(
+                        "match[] {text:?} is not a series selector"
+                    )));
+                }
+                Err(message) => return Err(bad_data(message)),
+            };
+            interrupt.check().map_err(execution)?;
+            for range in eval::SeriesSource::select_matching(&*history, &vs, start, end) {
                 let labels: Vec<(String, String)> = range
                     .labels
                     .iter()
@@ -468,11 +605,13 @@ async fn series(state: AppState, params: Vec<(String, String)>) -> Response {
                 found.insert(labels);
             }
         }
-        found
+        Ok(found)
     })
-    .await
-    .unwrap_or_default();
-    success(json!(found.iter().map(|l| metric(l)).collect::<Vec<_>>()))
+    .await;
+    match found {
+        Ok(found) => success(json!(found.iter().map(|l| metric(l)).collect::<Vec<_>>())),
+        Err(error) => error.into_response(),
+    }
 }
 
 /// HELP and TYPE of every family, as Prometheus' `/api/v1/metadata` (optionally one `metric`).
@@ -532,5 +671,48 @@ mod tests {
         assert_eq!(format_value(f64::INFINITY), "+Inf");
         assert_eq!(format_value(0.1), "0.1");
         assert_eq!(format_value(1e21), "1000000000000000000000");
+    }
+
+    #[tokio::test]
+    async fn a_query_waits_for_a_slot_until_its_timeout() {
+        let limits = QueryLimits::new(QueryConfig {
+            timeout: std::time::Duration::from_millis(100),
+            max_concurrency: 1,
+            ..QueryConfig::default()
+        });
+        let taken = Arc::clone(&limits.slots).acquire_owned().await;
+        let queued = run_limited(&limits, |_, _| Ok(())).await;
+        let error = queued.err().map(|e| (e.0, e.1, e.2));
+        assert_eq!(
+            error,
+            Some((
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "query timed out in query queue".to_string()
+            ))
+        );
+        drop(taken);
+        assert!(run_limited(&limits, |_, _| Ok(())).await.is_ok());
+    }
+
+    #[test]
+    fn times_outside_prometheus_range_are_refused() {
+        let refused = |text: &str| time_param("time", text).err().map(|e| e.2);
+        assert_eq!(
+            refused("1e300")
+                .as_deref()
+                .map(|m| m.split(": the time").next()),
+            Some(Some(
+                r#"invalid parameter "time": cannot parse "1e300" to a valid timestamp"#
+            ))
+        );
+        assert!(refused("-1e300").is_some());
+        assert!(refused("9223372036854775").is_some());
+        assert_eq!(
+            time_param("time", "1700000000").ok(),
+            Some(1_700_000_000_000)
+        );
+        let max = eval::MAX_TIME_MS as f64 / 1000.0;
+        assert!(time_param("time", &format!("{max}")).is_ok());
     }
 }
