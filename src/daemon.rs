@@ -113,11 +113,15 @@ pub async fn run(
             _ = interrupt.recv() => break,
             _ = hangup.recv() => {
                 notify(&[NotifyState::Reloading]);
-                match config::load(config_path.as_deref(), &overrides) {
+                match config::load_for_reload(config_path.as_deref(), &overrides) {
                     Ok(next) => {
+                        let removed = config::removed_protections(&current, &next);
                         match apply(&current, &next, &history, &auth, &readiness, &status, &spend, &mut server, &mut collectors, &state, &tracker, &shutdown).await {
                             Ok(()) => {
                                 info!(config = %next.origin, "Configuration reloaded.");
+                                if !removed.is_empty() {
+                                    warn!(removed = %removed.join(", "), "The reloaded configuration removes protection of the endpoints: {}.", removed.join(", "));
+                                }
                                 rules.reload(RuleSet::from_paths(&next.rules), next.external_labels.clone());
                                 record_reload(true);
                                 current = next;

@@ -5,6 +5,7 @@
 mod ai;
 mod error;
 mod file;
+mod reload;
 mod secret;
 mod targets;
 
@@ -16,6 +17,7 @@ use std::time::Duration;
 pub use ai::{AiConfig, AiSqlSource, LabelBudget};
 pub use error::{ConfigError, ConfigErrors, Source};
 pub use file::{FileConfig, HumanDuration, LogFormat};
+pub use reload::{load_for_reload, removed_protections};
 pub use secret::{Secret, SecretRef};
 pub use targets::{PgbouncerTarget, PostgresTarget, RedisTarget, TargetCommon, Targets};
 

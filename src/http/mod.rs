@@ -270,7 +270,7 @@ async fn ingest_body(
         Some(token) => headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| credentials(v, "Bearer"))
             .is_some_and(|given| {
                 constant_time_eq(token.expose().as_bytes(), given.trim().as_bytes())
             }),
@@ -425,11 +425,10 @@ fn is_authorized(auth: &WebAuth, headers: &HeaderMap) -> bool {
     else {
         return false;
     };
-    if let (Some(token), Some(given)) = (&auth.bearer_token, value.strip_prefix("Bearer ")) {
+    if let (Some(token), Some(given)) = (&auth.bearer_token, credentials(value, "Bearer")) {
         return constant_time_eq(token.expose().as_bytes(), given.trim().as_bytes());
     }
-    if let (Some((user, password)), Some(encoded)) =
-        (&auth.basic_auth, value.strip_prefix("Basic "))
+    if let (Some((user, password)), Some(encoded)) = (&auth.basic_auth, credentials(value, "Basic"))
     {
         let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
             return false;
@@ -438,6 +437,13 @@ fn is_authorized(auth: &WebAuth, headers: &HeaderMap) -> bool {
         return constant_time_eq(expected.as_bytes(), &decoded);
     }
     false
+}
+
+/// The credentials of an `Authorization` value if it uses `scheme`; schemes are
+/// case-insensitive (RFC 9110, section 11.1), so `bearer TOKEN` is a bearer token.
+fn credentials<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
+    let (given, rest) = value.trim_start().split_once(' ')?;
+    given.eq_ignore_ascii_case(scheme).then_some(rest)
 }
 
 /// Compares without an early exit, so response time does not reveal how much of a guess matched.
@@ -479,5 +485,41 @@ mod tests {
             base64::engine::general_purpose::STANDARD.encode("prom:px")
         )));
         assert!(!with(""));
+    }
+
+    #[test]
+    fn auth_schemes_are_matched_case_insensitively() {
+        let auth = WebAuth {
+            bearer_token: Some(Secret::new("t0k")),
+            basic_auth: None,
+        };
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::AUTHORIZATION,
+                HeaderValue::from_str(value).expect("header"),
+            );
+            is_authorized(&auth, &headers)
+        };
+        for accepted in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR  t0k"] {
+            assert!(with(accepted), "{accepted}");
+        }
+        for refused in ["Bearert0k", "Bearer", "Token t0k", "bearer t0kk"] {
+            assert!(!with(refused), "{refused}");
+        }
+        let basic = WebAuth {
+            bearer_token: None,
+            basic_auth: Some(("prom".into(), Secret::new("pw"))),
+        };
+        let mut headers = HeaderMap::new();
+        let value = format!(
+            "basic {}",
+            base64::engine::general_purpose::STANDARD.encode("prom:pw")
+        );
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&value).expect("header"),
+        );
+        assert!(is_authorized(&basic, &headers));
     }
 }
