@@ -180,7 +180,11 @@ async fn apply(
             .as_ref()
             .map(|t| (t.cert_file.clone(), t.key_file.clone()))
     };
-    if current.web.listen != next.web.listen || tls_paths(current) != tls_paths(next) {
+    let limits = |c: &Config| (c.web.max_connections, c.web.read_timeout);
+    if current.web.listen != next.web.listen
+        || tls_paths(current) != tls_paths(next)
+        || limits(current) != limits(next)
+    {
         let replacement = Server::start(next, state.clone(), tracker, shutdown).await?;
         std::mem::replace(server, replacement).stop();
         info!(listen = %next.web.listen, "Now serving on {}.", next.web.listen);
@@ -243,8 +247,14 @@ impl Server {
             .as_ref()
             .map(|tls| Arc::clone(&tls.server_config));
         tracker.spawn(
-            http::serve(listener, http::router(state), tls, cancel.clone())
-                .instrument(info_span!("http", listen = %config.web.listen)),
+            http::serve(
+                listener,
+                http::router(state),
+                tls,
+                http::ServeLimits::from_config(&config.web),
+                cancel.clone(),
+            )
+            .instrument(info_span!("http", listen = %config.web.listen)),
         );
         Ok(Server { cancel })
     }

@@ -76,6 +76,10 @@ pub struct WebConfig {
     pub listen: SocketAddr,
     pub auth: WebAuth,
     pub tls: Option<TlsConfig>,
+    /// Client connections open at once; more are closed at once and counted.
+    pub max_connections: usize,
+    /// Time allowed for a request's headers, its body and a TLS handshake.
+    pub read_timeout: Duration,
 }
 
 /// Who may read the endpoints. With neither set, everyone who can reach the port may.
