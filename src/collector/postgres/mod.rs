@@ -6,6 +6,7 @@
 //! (`snapshot.sql`) and the pg_stat_statements counters (without query texts; texts are fetched
 //! once per new top statement). The monitoring role needs `pg_monitor` (see README).
 
+mod mask;
 mod snapshot;
 mod statements;
 
@@ -25,8 +26,9 @@ use super::{CollectError, Collector, StatusBoard, TargetLabels};
 use crate::config::PostgresTarget;
 use crate::model::{Batch, MetricKind};
 
-/// Query texts are cut to this many characters (they are already normalised by
-/// pg_stat_statements: constants are `$1`, `$2`, ...).
+/// Query texts are cut to this many characters. pg_stat_statements has already replaced the
+/// constants of planned statements with `$1`, `$2`, ...; utility statements' literals are masked
+/// by [`mask::mask_literals`] before a text is kept.
 const QUERY_TEXT_LIMIT: usize = 500;
 
 /// How often database sizes are read (they change slowly and cost the most to read).
@@ -308,7 +310,13 @@ impl PostgresCollector {
             .bind(QUERY_TEXT_LIMIT as i32)
             .fetch_all(&mut *connection)
             .await?;
-            self.texts.extend(texts);
+            // Utility statements (ALTER ROLE ... PASSWORD, SET) keep their literals in
+            // pg_stat_statements: mask them before the text goes anywhere.
+            self.texts.extend(
+                texts
+                    .into_iter()
+                    .map(|(id, text)| (id, mask::mask_literals(&text))),
+            );
         }
         // Keep texts only for what is shown, so the cache stays bounded.
         let shown: BTreeSet<i64> = top
