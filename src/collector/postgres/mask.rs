@@ -22,7 +22,7 @@ pub fn mask_literals(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len());
     let mut index = 0;
     // Copies `sql[from..to]` unchanged; every boundary used is an ASCII byte, so a char boundary.
-    let mut copy_until = |out: &mut String, from: usize, to: usize| out.push_str(&sql[from..to]);
+    let copy_until = |out: &mut String, from: usize, to: usize| out.push_str(&sql[from..to]);
     while index < bytes.len() {
         let byte = bytes[index];
         match byte {
