@@ -114,11 +114,15 @@ pub async fn run(
             _ = interrupt.recv() => break,
             _ = hangup.recv() => {
                 notify(&[NotifyState::Reloading]);
-                match config::load(config_path.as_deref(), &overrides) {
+                match config::load_for_reload(config_path.as_deref(), &overrides) {
                     Ok(next) => {
+                        let removed = config::removed_protections(&current, &next);
                         match apply(&current, &next, &history, &auth, &readiness, &status, &spend, &mut server, &mut collectors, &state, &tracker, &shutdown).await {
                             Ok(()) => {
                                 info!(config = %next.origin, "Configuration reloaded.");
+                                if !removed.is_empty() {
+                                    warn!(removed = %removed.join(", "), "The reloaded configuration removes protection of the endpoints: {}.", removed.join(", "));
+                                }
                                 rules.reload(RuleSet::from_paths(&next.rules), next.external_labels.clone());
                                 record_reload(true);
                                 current = next;
@@ -177,7 +181,11 @@ async fn apply(
             .as_ref()
             .map(|t| (t.cert_file.clone(), t.key_file.clone()))
     };
-    if current.web.listen != next.web.listen || tls_paths(current) != tls_paths(next) {
+    let limits = |c: &Config| (c.web.max_connections, c.web.read_timeout);
+    if current.web.listen != next.web.listen
+        || tls_paths(current) != tls_paths(next)
+        || limits(current) != limits(next)
+    {
         let replacement = Server::start(next, state.clone(), tracker, shutdown).await?;
         std::mem::replace(server, replacement).stop();
         info!(listen = %next.web.listen, "Now serving on {}.", next.web.listen);
@@ -240,8 +248,14 @@ impl Server {
             .as_ref()
             .map(|tls| Arc::clone(&tls.server_config));
         tracker.spawn(
-            http::serve(listener, http::router(state), tls, cancel.clone())
-                .instrument(info_span!("http", listen = %config.web.listen)),
+            http::serve(
+                listener,
+                http::router(state),
+                tls,
+                http::ServeLimits::from_config(&config.web),
+                cancel.clone(),
+            )
+            .instrument(info_span!("http", listen = %config.web.listen)),
         );
         Ok(Server { cancel })
     }

@@ -73,6 +73,54 @@ fn sighup_applies_a_valid_config_and_refuses_a_broken_one() {
 }
 
 #[test]
+fn sighup_refuses_an_empty_file_and_names_removed_auth() {
+    let protected = "[web]\nbearer_token = \"reload-token\"\n[ai]\ningest_token = \"ingest-token\"\n[host]\ninterval = \"1s\"\n";
+    let daemon = Daemon::start_ready(Some(protected), &[]);
+    let auth = [("Authorization", "Bearer reload-token")];
+    let reload_ok = |daemon: &Daemon| {
+        common::Exposition::parse(&daemon.get("/metrics", &auth).body)
+            .value("prismwatch_config_last_reload_successful")
+    };
+    assert_eq!(reload_ok(&daemon), Some(1.0));
+
+    // An empty file (a failed write) and a comment-only one are refused: auth stays on.
+    for (attempt, empty) in ["", "# managed by config management\n"].iter().enumerate() {
+        std::fs::write(daemon.config_path(), empty).expect("write config");
+        daemon.signal(Signal::HUP);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while daemon.logs().matches("has no settings").count() <= attempt {
+            assert!(std::time::Instant::now() < deadline, "{}", daemon.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(reload_ok(&daemon), Some(0.0));
+        assert_eq!(daemon.get("/metrics", &[]).status, 401);
+        assert_eq!(daemon.get("/metrics", &auth).status, 200);
+    }
+    assert!(daemon.logs().contains("Configuration reload refused"));
+
+    // A real file without the tokens is applied, with a warning naming what was removed.
+    std::fs::write(daemon.config_path(), "[host]\ninterval = \"1s\"\n").expect("write config");
+    daemon.signal(Signal::HUP);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while daemon.get("/metrics", &[]).status != 200 {
+        assert!(std::time::Instant::now() < deadline, "{}", daemon.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(reload_ok(&daemon), Some(1.0));
+    let logs = daemon.logs();
+    let warning = logs
+        .lines()
+        .find(|line| line.contains("removes protection"))
+        .unwrap_or_else(|| panic!("no warning: {logs}"));
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(
+        warning.contains("web.bearer_token") && warning.contains("ai.ingest_token"),
+        "{warning}"
+    );
+    assert!(!logs.contains("reload-token") && !logs.contains("ingest-token"));
+}
+
+#[test]
 fn sighup_moves_the_listener_and_keeps_the_history() {
     let mut daemon = Daemon::start_listening_from_config(
         "[web]\nlisten = \"{listen}\"\n[host]\ninterval = \"1s\"\n",

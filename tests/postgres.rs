@@ -249,3 +249,56 @@ fn a_pg_monitor_role_is_enough() {
     );
     assert!(!daemon.logs().contains("ERROR"), "{}", daemon.logs());
 }
+
+#[test]
+fn literals_of_utility_statements_are_masked_everywhere() {
+    let postgres = Postgres::start();
+    postgres.psql("postgres", "CREATE ROLE appuser LOGIN");
+    let daemon = Daemon::start_ready(Some(&config(&postgres, "top_statements = 100\n")), &[]);
+    let server = postgres.address();
+    wait_for(&daemon, "pg_up 1", 10, |e| {
+        e.value(&format!("pg_up{{role=\"primary\",server=\"{server}\"}}")) == Some(1.0)
+    });
+    // pg_stat_statements keeps utility statements as written, secrets included. The DO block
+    // is slow (0.6 s > 0.5 s), so its text is also logged.
+    let round = "ALTER ROLE appuser PASSWORD 'apppass'; SET myapp.tenant='tenant-secret-42'; DO $$BEGIN PERFORM pg_sleep(0.6); RAISE NOTICE 'do-secret-7'; END$$; SELECT E'escaped\\'secret-9', 4242424242;";
+    let _load = postgres.spawn_sql("postgres", &round.repeat(10));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        let status = daemon.get("/api/v1/status", &[]).body;
+        if status.contains("ALTER ROLE appuser PASSWORD")
+            && status.contains("SET myapp.tenant")
+            && daemon.logs().contains("Statement became slow.")
+        {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "statements not shown: {status}\n{}",
+            daemon.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(
+        status.contains("ALTER ROLE appuser PASSWORD '?'"),
+        "{status}"
+    );
+    assert!(status.contains("SET myapp.tenant='?'"), "{status}");
+    let logs = daemon.logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("Statement became slow.") && l.contains("DO '?'")),
+        "{logs}"
+    );
+    let metrics = daemon.get("/metrics", &[]).body;
+    let shown = [status.as_str(), logs.as_str(), metrics.as_str()].concat();
+    for secret in [
+        "apppass",
+        "tenant-secret-42",
+        "do-secret-7",
+        "secret-9",
+        "4242424242",
+    ] {
+        assert!(!shown.contains(secret), "{secret} is shown: {shown}");
+    }
+}

@@ -183,3 +183,73 @@ fn password_unix_socket_and_tls_targets_work() {
         "the refused target is logged: {logs}"
     );
 }
+
+/// A fake Redis that answers every connection's first command with a bulk length of
+/// 1,000,000,000 and then streams bytes (at most `limit` per connection), as a hostile or broken
+/// endpoint would. Returns its address and the number of connections it served.
+fn start_bulk_flood(limit: usize) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address").to_string();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&served);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(50) {
+            let Ok(mut stream) = stream else { continue };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            std::thread::spawn(move || {
+                let mut request = [0u8; 1024];
+                if stream.read(&mut request).is_err() {
+                    return;
+                }
+                let _ = stream.write_all(b"$1000000000\r\n");
+                let chunk = vec![b'x'; 64 << 10];
+                let mut sent = 0;
+                while sent < limit && stream.write_all(&chunk).is_ok() {
+                    sent += chunk.len();
+                }
+            });
+        }
+    });
+    (address, served)
+}
+
+fn rss_bytes(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .expect("VmRSS")
+}
+
+#[test]
+fn a_gigantic_bulk_reply_is_refused_without_growing_memory() {
+    let (address, served) = start_bulk_flood(1 << 30);
+    let config = format!(
+        "[host]\ninterval = \"5s\"\n\n[[redis]]\nurl = \"redis://{address}\"\ninterval = \"500ms\"\ntimeout = \"400ms\"\n"
+    );
+    let daemon = Daemon::start_ready(Some(&config), &[]);
+    let key = format!("redis_up{{server=\"{address}\"}}");
+    let baseline = rss_bytes(daemon.pid());
+    wait_for(
+        &daemon,
+        "redis_up 0 after several refused replies",
+        10,
+        |e| e.value(&key) == Some(0.0) && served.load(std::sync::atomic::Ordering::Relaxed) >= 4,
+    );
+    let after = rss_bytes(daemon.pid());
+    assert!(
+        after < baseline + (64 << 20),
+        "RSS grew from {baseline} to {after} bytes"
+    );
+    let logs = daemon.logs();
+    assert!(
+        logs.contains(
+            "reply larger than the limit of 4194304 bytes (a string of 1000000000 bytes)"
+        ),
+        "{logs}"
+    );
+    eprintln!("RSS before {baseline} bytes, after {after} bytes");
+}

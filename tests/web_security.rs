@@ -31,6 +31,12 @@ fn bearer_token_from_the_environment_protects_metrics_but_not_health() {
     let ok = daemon.get("/metrics", &[("Authorization", "Bearer s3cret-token")]);
     assert_eq!(ok.status, 200);
     assert!(ok.body.contains("node_cpu_seconds_total"));
+    // Auth schemes are case-insensitive (RFC 9110).
+    for scheme in ["bearer", "BEARER"] {
+        let value = format!("{scheme} s3cret-token");
+        let response = daemon.get("/metrics", &[("Authorization", &value)]);
+        assert_eq!(response.status, 200, "{scheme}");
+    }
     assert_eq!(daemon.get("/healthz", &[]).status, 200);
     assert!(
         !daemon.logs().contains("s3cret-token"),

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
+use futures_util::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
 use sqlx::{Column, Connection, Row, ValueRef};
 
@@ -24,6 +25,43 @@ pub struct PgbouncerCollector {
 
 /// A result row as column name to text.
 type TextRow = HashMap<String, String>;
+
+/// The most rows one SHOW command may answer: each pool, database or client is one row, and
+/// PgBouncer's own `max_client_conn` defaults to 100.
+const MAX_ROWS: usize = 20_000;
+
+/// The most text one SHOW command may answer, all values together.
+const MAX_TEXT_BYTES: usize = 8 << 20;
+
+/// Why a SHOW answer was refused.
+#[derive(Debug, thiserror::Error)]
+enum BoundError {
+    #[error("more than {MAX_ROWS} rows; the connection was dropped")]
+    TooManyRows,
+    #[error("more than {MAX_TEXT_BYTES} bytes of text; the connection was dropped")]
+    TooMuchText,
+}
+
+/// Rows of one answer, counted by number and size as they arrive.
+#[derive(Default)]
+struct BoundedRows {
+    rows: Vec<TextRow>,
+    bytes: usize,
+}
+
+impl BoundedRows {
+    fn push(&mut self, row: TextRow) -> Result<(), BoundError> {
+        if self.rows.len() >= MAX_ROWS {
+            return Err(BoundError::TooManyRows);
+        }
+        self.bytes += row.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        if self.bytes > MAX_TEXT_BYTES {
+            return Err(BoundError::TooMuchText);
+        }
+        self.rows.push(row);
+        Ok(())
+    }
+}
 
 impl PgbouncerCollector {
     pub fn new(target: PgbouncerTarget) -> Result<PgbouncerCollector, CollectError> {
@@ -55,12 +93,18 @@ impl PgbouncerCollector {
                 .await
                 .map_err(&fail)?,
         };
-        let rows: Vec<PgRow> = sqlx::raw_sql(what)
-            .fetch_all(&mut connection)
-            .await
-            .map_err(&fail)?;
+        // Read row by row within a bound, so a console with a huge answer cannot grow memory.
+        let mut rows = BoundedRows::default();
+        {
+            let mut stream = sqlx::raw_sql(what).fetch(&mut connection);
+            while let Some(row) = stream.try_next().await.map_err(&fail)? {
+                rows.push(text_row(&row)).map_err(|error| {
+                    CollectError::Other(format!("PgBouncer {server}: {what}: {error}"))
+                })?;
+            }
+        }
         self.connection = Some(connection);
-        Ok(rows.iter().map(text_row).collect())
+        Ok(rows.rows)
     }
 
     async fn collect_batch(&mut self) -> Result<Batch, CollectError> {
@@ -449,5 +493,31 @@ fn emit_databases(databases: &[TextRow], labels: &TargetLabels, batch: &mut Batc
                 batch.push(name, &labels.with(&extra), value);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(value: &str) -> TextRow {
+        HashMap::from([("name".to_string(), value.to_string())])
+    }
+
+    #[test]
+    fn an_answer_is_refused_past_its_row_or_byte_bound() {
+        let mut rows = BoundedRows::default();
+        for _ in 0..MAX_ROWS {
+            rows.push(row("p")).expect("within the bound");
+        }
+        assert!(matches!(rows.push(row("p")), Err(BoundError::TooManyRows)));
+
+        let mut rows = BoundedRows::default();
+        let big = "x".repeat(1 << 20);
+        for _ in 0..7 {
+            rows.push(row(&big)).expect("within the bound");
+        }
+        assert!(matches!(rows.push(row(&big)), Err(BoundError::TooMuchText)));
+        assert_eq!(rows.rows.len(), 7);
     }
 }

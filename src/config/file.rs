@@ -75,6 +75,11 @@ pub struct WebSection {
     pub basic_auth: Option<BasicAuthSection>,
     /// Serve HTTPS.
     pub tls: Option<TlsSection>,
+    /// The most client connections open at once; more are closed at once and counted.
+    pub max_connections: Option<Spanned<i64>>,
+    /// How long a client may take to send a request's headers, or its body once the handler
+    /// reads it, or to finish a TLS handshake.
+    pub read_timeout: Option<Spanned<HumanDuration>>,
 }
 
 /// `[web.basic_auth]`
@@ -146,6 +151,9 @@ const MAX_INTERVAL: Duration = Duration::from_secs(3600);
 const MIN_RETENTION: Duration = Duration::from_secs(60);
 const MAX_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 const MAX_SERIES_LIMIT: i64 = 10_000_000;
+/// Prometheus' `--web.max-connections` default.
+const DEFAULT_MAX_CONNECTIONS: usize = 512;
+const MAX_CONNECTIONS_LIMIT: i64 = 65_536;
 
 /// Checks every value and resolves secrets; collects all problems before failing.
 pub fn validate(
@@ -241,6 +249,30 @@ pub fn validate(
             }
         }
     };
+
+    let max_connections = match &file.web.max_connections {
+        None => DEFAULT_MAX_CONNECTIONS,
+        Some(value) if (1..=MAX_CONNECTIONS_LIMIT).contains(value.get_ref()) => {
+            *value.get_ref() as usize
+        }
+        Some(value) => {
+            errors.push(source.error_at(
+                value.span(),
+                "web.max_connections",
+                format!("{} is out of range", value.get_ref()),
+                format!("give a number from 1 to {MAX_CONNECTIONS_LIMIT}"),
+            ));
+            DEFAULT_MAX_CONNECTIONS
+        }
+    };
+    let read_timeout = duration_in_range(
+        source,
+        &mut errors,
+        file.web.read_timeout.as_ref(),
+        "web.read_timeout",
+        Duration::from_secs(10),
+        (Duration::from_secs(1), Duration::from_secs(600)),
+    );
 
     // [history]
     let retention = duration_in_range(
@@ -456,7 +488,13 @@ pub fn validate(
                 level,
                 format: overrides.log_format.or(file.log.format).unwrap_or_default(),
             },
-            web: WebConfig { listen, auth, tls },
+            web: WebConfig {
+                listen,
+                auth,
+                tls,
+                max_connections,
+                read_timeout,
+            },
             query,
             history: HistoryConfig {
                 retention,

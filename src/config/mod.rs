@@ -6,6 +6,7 @@ mod ai;
 mod error;
 mod file;
 mod query;
+mod reload;
 mod secret;
 mod targets;
 
@@ -18,6 +19,7 @@ pub use ai::{AiConfig, AiSqlSource, LabelBudget};
 pub use error::{ConfigError, ConfigErrors, Source};
 pub use file::{FileConfig, HumanDuration, LogFormat};
 pub use query::QueryConfig;
+pub use reload::{load_for_reload, removed_protections};
 pub use secret::{Secret, SecretRef};
 pub use targets::{PgbouncerTarget, PostgresTarget, RedisTarget, TargetCommon, Targets};
 
@@ -78,6 +80,10 @@ pub struct WebConfig {
     pub listen: SocketAddr,
     pub auth: WebAuth,
     pub tls: Option<TlsConfig>,
+    /// Client connections open at once; more are closed at once and counted.
+    pub max_connections: usize,
+    /// Time allowed for a request's headers, its body and a TLS handshake.
+    pub read_timeout: Duration,
 }
 
 /// Who may read the endpoints. With neither set, everyone who can reach the port may.

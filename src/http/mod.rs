@@ -6,8 +6,10 @@
 pub mod query;
 pub mod tls;
 
+use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -21,11 +23,12 @@ use axum::routing::get;
 use base64::Engine;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
 use crate::collector::{Readiness, StatusBoard};
@@ -33,9 +36,6 @@ use crate::config::WebAuth;
 use crate::exposition;
 use crate::history::History;
 use crate::spend::SpendTracker;
-
-/// How long a client may take to send its request headers or finish a TLS handshake.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long open connections get to finish when the server stops.
 const DRAIN_GRACE: Duration = Duration::from_secs(3);
@@ -100,15 +100,40 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Limits of the accept loop against clients that hold connections open.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeLimits {
+    /// Connections open at once; more are closed as soon as they are accepted, and counted.
+    pub max_connections: usize,
+    /// Time allowed for a request's headers, for its body once a handler reads it (from the
+    /// moment the headers arrived), and for a TLS handshake.
+    pub read_timeout: Duration,
+}
+
+impl ServeLimits {
+    pub fn from_config(web: &crate::config::WebConfig) -> ServeLimits {
+        ServeLimits {
+            max_connections: web.max_connections,
+            read_timeout: web.read_timeout,
+        }
+    }
+}
+
+/// How often at most a refused connection is logged (each one is counted).
+const REFUSAL_LOG_PERIOD: Duration = Duration::from_secs(60);
+
 /// Serves `router` on `listener` until `cancel` fires, then gives open requests a short grace.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
+    limits: ServeLimits,
     cancel: CancellationToken,
 ) {
     let graceful = GracefulShutdown::new();
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut last_refusal_logged: Option<Instant> = None;
     loop {
         let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -122,14 +147,34 @@ pub async fn serve(
                 }
             },
         };
-        let service = TowerToHyperService::new(router.clone());
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            metrics::counter!("prismwatch_http_connections_refused_total").increment(1);
+            if last_refusal_logged.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_PERIOD) {
+                warn!(%peer, max_connections = limits.max_connections, "Refused a connection: the most connections allowed are open (web.max_connections); further refusals are counted in prismwatch_http_connections_refused_total.");
+                last_refusal_logged = Some(Instant::now());
+            }
+            drop(stream);
+            continue;
+        };
+        let router = router.clone();
+        let read_timeout = limits.read_timeout;
+        let service = hyper::service::service_fn(move |request| {
+            let router = router.clone();
+            async move {
+                Ok::<_, std::convert::Infallible>(
+                    with_body_deadline(router, request, read_timeout).await,
+                )
+            }
+        });
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
+            let _permit = permit;
+            metrics::gauge!("prismwatch_http_connections_open").increment(1.0);
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(CLIENT_TIMEOUT);
+                .header_read_timeout(read_timeout);
             let result = match acceptor {
                 None => {
                     watcher
@@ -137,7 +182,7 @@ pub async fn serve(
                         .await
                 }
                 Some(acceptor) => {
-                    match tokio::time::timeout(CLIENT_TIMEOUT, acceptor.accept(stream)).await {
+                    match tokio::time::timeout(read_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
                             watcher
                                 .watch(builder.serve_connection(TokioIo::new(stream), service))
@@ -145,15 +190,16 @@ pub async fn serve(
                         }
                         Ok(Err(error)) => {
                             debug!(%peer, %error, "TLS handshake failed.");
-                            return;
+                            Ok(())
                         }
                         Err(_) => {
                             debug!(%peer, "TLS handshake timed out.");
-                            return;
+                            Ok(())
                         }
                     }
                 }
             };
+            metrics::gauge!("prismwatch_http_connections_open").decrement(1.0);
             if let Err(error) = result {
                 debug!(%peer, %error, "Connection ended with an error.");
             }
@@ -163,6 +209,88 @@ pub async fn serve(
     tokio::select! {
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(DRAIN_GRACE) => info!("Closed connections still open after the grace period."),
+    }
+}
+
+/// Routes one request whose body must arrive within `timeout` of its headers: hyper bounds the
+/// time to read headers but not a body, so a client dripping a body would hold a connection
+/// and a handler forever. A body that misses the deadline answers 408 and closes the connection.
+async fn with_body_deadline(
+    router: Router,
+    request: hyper::Request<hyper::body::Incoming>,
+    timeout: Duration,
+) -> Response {
+    let expired = Arc::new(AtomicBool::new(false));
+    let request = request.map(|body| {
+        Body::new(DeadlineBody {
+            inner: body,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            timeout,
+            expired: Arc::clone(&expired),
+        })
+    });
+    let response = match router.oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    if !expired.load(Ordering::Relaxed) {
+        return response;
+    }
+    metrics::counter!("prismwatch_http_request_timeouts_total").increment(1);
+    (
+        StatusCode::REQUEST_TIMEOUT,
+        [(header::CONNECTION, "close")],
+        format!(
+            "request body not received within {} (web.read_timeout)\n",
+            humantime::format_duration(timeout)
+        ),
+    )
+        .into_response()
+}
+
+/// Why reading a request body failed.
+#[derive(Debug, thiserror::Error)]
+enum BodyReadError {
+    /// The client did not send the whole body in time.
+    #[error("request body not received within {0:?} (web.read_timeout)")]
+    TimedOut(Duration),
+    /// The connection failed while reading.
+    #[error(transparent)]
+    Read(#[from] hyper::Error),
+}
+
+/// A request body that fails once its deadline has passed, and says so through `expired`.
+struct DeadlineBody {
+    inner: hyper::body::Incoming,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+    expired: Arc<AtomicBool>,
+}
+
+impl hyper::body::Body for DeadlineBody {
+    type Data = bytes::Bytes;
+    type Error = BodyReadError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, BodyReadError>>> {
+        let this = self.get_mut();
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            this.expired.store(true, Ordering::Relaxed);
+            return std::task::Poll::Ready(Some(Err(BodyReadError::TimedOut(this.timeout))));
+        }
+        std::pin::Pin::new(&mut this.inner)
+            .poll_frame(cx)
+            .map_err(BodyReadError::Read)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -272,7 +400,7 @@ async fn ingest_body(
         Some(token) => headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| credentials(v, "Bearer"))
             .is_some_and(|given| {
                 constant_time_eq(token.expose().as_bytes(), given.trim().as_bytes())
             }),
@@ -427,11 +555,10 @@ fn is_authorized(auth: &WebAuth, headers: &HeaderMap) -> bool {
     else {
         return false;
     };
-    if let (Some(token), Some(given)) = (&auth.bearer_token, value.strip_prefix("Bearer ")) {
+    if let (Some(token), Some(given)) = (&auth.bearer_token, credentials(value, "Bearer")) {
         return constant_time_eq(token.expose().as_bytes(), given.trim().as_bytes());
     }
-    if let (Some((user, password)), Some(encoded)) =
-        (&auth.basic_auth, value.strip_prefix("Basic "))
+    if let (Some((user, password)), Some(encoded)) = (&auth.basic_auth, credentials(value, "Basic"))
     {
         let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
             return false;
@@ -440,6 +567,13 @@ fn is_authorized(auth: &WebAuth, headers: &HeaderMap) -> bool {
         return constant_time_eq(expected.as_bytes(), &decoded);
     }
     false
+}
+
+/// The credentials of an `Authorization` value if it uses `scheme`; schemes are
+/// case-insensitive (RFC 9110, section 11.1), so `bearer TOKEN` is a bearer token.
+fn credentials<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
+    let (given, rest) = value.trim_start().split_once(' ')?;
+    given.eq_ignore_ascii_case(scheme).then_some(rest)
 }
 
 /// Compares without an early exit, so response time does not reveal how much of a guess matched.
@@ -481,5 +615,41 @@ mod tests {
             base64::engine::general_purpose::STANDARD.encode("prom:px")
         )));
         assert!(!with(""));
+    }
+
+    #[test]
+    fn auth_schemes_are_matched_case_insensitively() {
+        let auth = WebAuth {
+            bearer_token: Some(Secret::new("t0k")),
+            basic_auth: None,
+        };
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::AUTHORIZATION,
+                HeaderValue::from_str(value).expect("header"),
+            );
+            is_authorized(&auth, &headers)
+        };
+        for accepted in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR  t0k"] {
+            assert!(with(accepted), "{accepted}");
+        }
+        for refused in ["Bearert0k", "Bearer", "Token t0k", "bearer t0kk"] {
+            assert!(!with(refused), "{refused}");
+        }
+        let basic = WebAuth {
+            bearer_token: None,
+            basic_auth: Some(("prom".into(), Secret::new("pw"))),
+        };
+        let mut headers = HeaderMap::new();
+        let value = format!(
+            "basic {}",
+            base64::engine::general_purpose::STANDARD.encode("prom:pw")
+        );
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&value).expect("header"),
+        );
+        assert!(is_authorized(&basic, &headers));
     }
 }

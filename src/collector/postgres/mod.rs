@@ -6,6 +6,7 @@
 //! (`snapshot.sql`) and the pg_stat_statements counters (without query texts; texts are fetched
 //! once per new top statement). The monitoring role needs `pg_monitor` (see README).
 
+mod mask;
 mod snapshot;
 mod statements;
 
@@ -25,8 +26,9 @@ use super::{CollectError, Collector, StatusBoard, TargetLabels};
 use crate::config::PostgresTarget;
 use crate::model::{Batch, MetricKind};
 
-/// Query texts are cut to this many characters (they are already normalised by
-/// pg_stat_statements: constants are `$1`, `$2`, ...).
+/// Query texts are cut to this many characters. pg_stat_statements has already replaced the
+/// constants of planned statements with `$1`, `$2`, ...; utility statements' literals are masked
+/// by [`mask::mask_literals`] before a text is kept.
 const QUERY_TEXT_LIMIT: usize = 500;
 
 /// How often database sizes are read (they change slowly and cost the most to read).
@@ -134,7 +136,7 @@ impl PostgresCollector {
             .is_none_or(|at| at.elapsed() >= SIZE_REFRESH);
         if sizes_due {
             self.sizes = sqlx::query_as(
-                "SELECT datname::text, pg_database_size(oid)::float8 FROM pg_database",
+                "SELECT datname::text, pg_database_size(oid)::float8 FROM pg_database ORDER BY oid LIMIT 10000",
             )
             .fetch_all(&mut *connection)
             .await
@@ -213,11 +215,11 @@ impl PostgresCollector {
     ) -> Result<serde_json::Value, sqlx::Error> {
         // Column names changed in 13 (total_exec_time) and 17 (shared_blk_*_time).
         let sql = if version >= 170_000 {
-            "SELECT queryid, userid::int8, dbid::int8, calls, total_exec_time, rows, shared_blks_hit, shared_blks_read, shared_blk_read_time, shared_blk_write_time FROM pg_stat_statements(false) WHERE queryid IS NOT NULL"
+            "SELECT queryid, userid::int8, dbid::int8, calls, total_exec_time, rows, shared_blks_hit, shared_blks_read, shared_blk_read_time, shared_blk_write_time FROM pg_stat_statements(false) WHERE queryid IS NOT NULL LIMIT 50000"
         } else if version >= 130_000 {
-            "SELECT queryid, userid::int8, dbid::int8, calls, total_exec_time, rows, shared_blks_hit, shared_blks_read, blk_read_time, blk_write_time FROM pg_stat_statements(false) WHERE queryid IS NOT NULL"
+            "SELECT queryid, userid::int8, dbid::int8, calls, total_exec_time, rows, shared_blks_hit, shared_blks_read, blk_read_time, blk_write_time FROM pg_stat_statements(false) WHERE queryid IS NOT NULL LIMIT 50000"
         } else {
-            "SELECT queryid, userid::int8, dbid::int8, calls, total_time, rows, shared_blks_hit, shared_blks_read, blk_read_time, blk_write_time FROM pg_stat_statements(false) WHERE queryid IS NOT NULL"
+            "SELECT queryid, userid::int8, dbid::int8, calls, total_time, rows, shared_blks_hit, shared_blks_read, blk_read_time, blk_write_time FROM pg_stat_statements(false) WHERE queryid IS NOT NULL LIMIT 50000"
         };
         type Row = (i64, i64, i64, i64, f64, i64, i64, i64, f64, f64);
         let rows: Vec<Row> = sqlx::query_as(sql).fetch_all(&mut *connection).await?;
@@ -280,14 +282,23 @@ impl PostgresCollector {
             .clone()
             .any(|k| !self.users.contains_key(&k.userid) || !self.databases.contains_key(&k.dbid))
         {
-            let users: Vec<(i64, String)> =
-                sqlx::query_as("SELECT oid::int8, rolname::text FROM pg_roles")
-                    .fetch_all(&mut *connection)
-                    .await?;
-            let databases: Vec<(i64, String)> =
-                sqlx::query_as("SELECT oid::int8, datname::text FROM pg_database")
-                    .fetch_all(&mut *connection)
-                    .await?;
+            // Only the oids shown, so the answer is bounded by the top N, not by the roles and
+            // databases the server has.
+            let (user_ids, database_ids): (Vec<i64>, Vec<i64>) =
+                shown_keys.map(|k| (k.userid, k.dbid)).unzip();
+            let users: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT oid::int8, rolname::text FROM pg_roles WHERE oid::int8 = ANY($1)",
+            )
+            .bind(&user_ids)
+            .fetch_all(&mut *connection)
+            .await?;
+            let databases: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT oid::int8, datname::text FROM pg_database WHERE oid::int8 = ANY($1)",
+            )
+            .bind(&database_ids)
+            .fetch_all(&mut *connection)
+            .await?;
+            // Names of entries no longer shown are dropped, so the maps stay bounded too.
             self.users = users.into_iter().collect();
             self.databases = databases.into_iter().collect();
         }
@@ -308,7 +319,13 @@ impl PostgresCollector {
             .bind(QUERY_TEXT_LIMIT as i32)
             .fetch_all(&mut *connection)
             .await?;
-            self.texts.extend(texts);
+            // Utility statements (ALTER ROLE ... PASSWORD, SET) keep their literals in
+            // pg_stat_statements: mask them before the text goes anywhere.
+            self.texts.extend(
+                texts
+                    .into_iter()
+                    .map(|(id, text)| (id, mask::mask_literals(&text))),
+            );
         }
         // Keep texts only for what is shown, so the cache stays bounded.
         let shown: BTreeSet<i64> = top

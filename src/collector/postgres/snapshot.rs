@@ -572,6 +572,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_list_in_the_snapshot_is_bounded() {
+        // Each json_agg builds one list of the document; each reads from a LIMITed row set, so
+        // the document's size is bounded whatever the server holds.
+        let code: String = SNAPSHOT_SQL
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let lists = code.matches("json_agg(").count();
+        assert_eq!(lists, 7);
+        assert_eq!(code.matches(" LIMIT ").count(), lists, "{code}");
+    }
+
+    #[test]
     fn the_pre_14_query_has_no_query_id_column() {
         let old = snapshot_sql(130_000);
         assert!(old.contains("NULL::bigint AS query_id"));

@@ -4,12 +4,15 @@
 //! Two round trips per collection on one persistent connection: `INFO ALL` with `SLOWLOG LEN`
 //! pipelined, then a timed `PING`.
 
-use std::collections::BTreeMap;
+mod resp;
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use redis::{ConnectionInfo, IntoConnectionInfo};
 use tokio::time::Instant;
 
+use self::resp::{RespConnection, RespError, Value};
 use super::{CollectError, Collector, TargetLabels};
 use crate::config::RedisTarget;
 use crate::model::{Batch, MetricKind};
@@ -18,9 +21,10 @@ use crate::model::{Batch, MetricKind};
 pub struct RedisCollector {
     source: String,
     labels: TargetLabels,
-    client: Client,
-    config: AsyncConnectionConfig,
-    connection: Option<MultiplexedConnection>,
+    info: ConnectionInfo,
+    ca_pem: Option<Vec<u8>>,
+    timeout: Duration,
+    connection: Option<RespConnection>,
     /// `CONFIG GET databases`, read once per connection; `None` if CONFIG is not allowed.
     databases: Option<u32>,
     previous_hits: Option<(f64, f64)>,
@@ -28,32 +32,22 @@ pub struct RedisCollector {
 
 impl RedisCollector {
     pub fn new(target: RedisTarget) -> Result<RedisCollector, CollectError> {
-        let invalid = |error: redis::RedisError| {
-            CollectError::Other(format!(
-                "invalid Redis target: {}",
-                error.detail().unwrap_or("unparsable")
-            ))
-        };
-        // With a CA file the server is verified against it, else against the system's roots.
-        let client = match &target.ca_pem {
-            None => Client::open(target.url.expose()).map_err(invalid)?,
-            Some(pem) => Client::build_with_tls(
-                target.url.expose(),
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem.clone()),
-                },
-            )
-            .map_err(invalid)?,
-        };
-        let timeout = target.common.schedule.timeout;
+        let info = target
+            .url
+            .expose()
+            .into_connection_info()
+            .map_err(|error| {
+                CollectError::Other(format!(
+                    "invalid Redis target: {}",
+                    error.detail().unwrap_or("unparsable")
+                ))
+            })?;
         Ok(RedisCollector {
             source: format!("redis:{}", target.common.server),
             labels: TargetLabels::new(&target.common),
-            client,
-            config: AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(timeout))
-                .set_response_timeout(Some(timeout)),
+            info,
+            ca_pem: target.ca_pem.clone(),
+            timeout: target.common.schedule.timeout,
             connection: None,
             databases: None,
             previous_hits: None,
@@ -62,38 +56,55 @@ impl RedisCollector {
 
     async fn collect_batch(&mut self) -> Result<Batch, CollectError> {
         let server = self.labels.server().to_string();
-        let fail =
-            |error: redis::RedisError| CollectError::Other(format!("Redis {server}: {error}"));
+        let fail = |error: RespError| CollectError::Other(format!("Redis {server}: {error}"));
+        // Taken out while in use: a collection dropped at its timeout drops the half-read
+        // connection with it instead of reusing it.
         let mut connection = match self.connection.take() {
             Some(connection) => connection,
             None => {
-                let mut connection = self
-                    .client
-                    .get_multiplexed_async_connection_with_config(&self.config)
+                let connecting = RespConnection::connect(&self.info, self.ca_pem.as_deref());
+                let mut connection = tokio::time::timeout(self.timeout, connecting)
                     .await
+                    .map_err(|_| {
+                        CollectError::Other(format!(
+                            "Redis {server}: connection timed out after {:?}",
+                            self.timeout
+                        ))
+                    })?
                     .map_err(&fail)?;
-                let databases: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
-                    .arg("GET")
-                    .arg("databases")
-                    .query_async(&mut connection)
-                    .await;
-                self.databases = databases.ok().and_then(|pair| pair.get(1)?.parse().ok());
+                // Refused when CONFIG is not allowed to the user: databases are then unknown.
+                self.databases = match connection.command(&["CONFIG", "GET", "databases"]).await {
+                    Ok(Value::Array(Some(pair))) => match pair.get(1) {
+                        Some(Value::Bulk(Some(count))) => {
+                            std::str::from_utf8(count).ok().and_then(|c| c.parse().ok())
+                        }
+                        _ => None,
+                    },
+                    Ok(_) | Err(RespError::Server(_)) => None,
+                    Err(error) => return Err(fail(error)),
+                };
                 connection
             }
         };
-        let (info, slowlog_len): (String, i64) = redis::pipe()
-            .cmd("INFO")
-            .arg("ALL")
-            .cmd("SLOWLOG")
-            .arg("LEN")
-            .query_async(&mut connection)
+        let replies = connection
+            .pipeline(&[&["INFO", "ALL"], &["SLOWLOG", "LEN"]])
             .await
             .map_err(&fail)?;
+        let (info, slowlog_len) = match replies.as_slice() {
+            [Value::Bulk(Some(info)), Value::Integer(length)] => {
+                (String::from_utf8_lossy(info).into_owned(), *length)
+            }
+            [info, length] => {
+                return Err(fail(RespError::Protocol(format!(
+                    "INFO and SLOWLOG LEN answered {} and {}",
+                    resp::describe(info),
+                    resp::describe(length)
+                ))));
+            }
+            _ => return Err(fail(RespError::Protocol("missing replies".into()))),
+        };
         let started = Instant::now();
-        let _: String = redis::cmd("PING")
-            .query_async(&mut connection)
-            .await
-            .map_err(&fail)?;
+        connection.command(&["PING"]).await.map_err(&fail)?;
         let ping = started.elapsed().as_secs_f64();
         self.connection = Some(connection);
 
