@@ -261,4 +261,28 @@ mod tests {
         );
         assert_eq!(check(r#"{"events":[]}"#), "ok 0");
     }
+
+    #[test]
+    fn names_in_errors_are_bounded_and_cannot_forge_log_lines() {
+        let long = "x".repeat(100_000);
+        let message = check(&format!(r#"{{"events":[{{"{long}":1}}]}}"#));
+        assert!(message.len() < 400, "{} bytes", message.len());
+        assert!(message.starts_with(&format!("events[0].{}...: unknown field", "x".repeat(64))));
+        let forged = check(r#"{"events":[{"a\nERROR forged\u001b[31m":1}]}"#);
+        assert!(
+            !forged.contains('\n') && !forged.contains('\u{1b}'),
+            "{forged}"
+        );
+        assert!(
+            forged.starts_with(r"events[0].a\nERROR forged\u{1b}[31m: unknown field"),
+            "{forged}"
+        );
+        let provider = check(&format!(
+            r#"{{"events":[{{"provider":"{long}","model":"m"}}]}}"#
+        ));
+        assert_eq!(
+            provider,
+            "events[0].provider: expected 1 to 200 printable characters"
+        );
+    }
 }

@@ -731,3 +731,74 @@ impl Collector for SpendCollector {
         Ok(self.tracker.batch(crate::collector::now_ms()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracker(dir: &Path) -> SpendTracker {
+        let config = crate::config::parse(
+            "test",
+            "[ai]\ntime_zone = \"UTC\"\n",
+            &crate::config::Overrides::default(),
+        )
+        .map(|c| c.ai)
+        .unwrap_or_else(|e| panic!("{e}"));
+        SpendTracker::open(config, dir)
+    }
+
+    fn event(input: f64) -> UsageEvent {
+        UsageEvent {
+            provider: "openai".into(),
+            model: "gpt-4o".into(),
+            tokens: pricing::Tokens {
+                input,
+                ..pricing::Tokens::default()
+            },
+            requests: 1.0,
+            ..UsageEvent::default()
+        }
+    }
+
+    fn ms(time: &str) -> i64 {
+        time.parse::<jiff::Timestamp>()
+            .map(|t| t.as_millisecond())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_month_rolls_with_the_clock_not_with_an_event_ahead_of_it() -> Result<(), IngestError> {
+        let dir = tempfile::tempdir().map_err(|e| IngestError::NotDurable(e.to_string()))?;
+        let tracker = tracker(dir.path());
+        let now = ms("2026-11-30T23:30:00Z");
+        tracker.ingest(vec![(event(100.0), ms("2026-11-30T12:00:00Z"))], now)?;
+        // Stamped ten minutes into December by a client clock that runs ahead.
+        tracker.ingest(vec![(event(10.0), ms("2026-12-01T00:10:00Z"))], now)?;
+        tracker.ingest(vec![(event(1.0), ms("2026-11-30T23:31:00Z"))], now + 60_000)?;
+        let november = tracker.report(now + 60_000).map(|r| (r.month, r.tokens));
+        assert_eq!(november, Some(("2026-11".to_string(), 111.0)));
+        // The clock reaches December: a new month from zero.
+        let december = tracker
+            .report(ms("2026-12-01T00:00:01Z"))
+            .map(|r| (r.month, r.tokens));
+        assert_eq!(december, Some(("2026-12".to_string(), 0.0)));
+        Ok(())
+    }
+
+    #[test]
+    fn a_failed_save_keeps_nothing_of_the_request() -> Result<(), IngestError> {
+        let dir = tempfile::tempdir().map_err(|e| IngestError::NotDurable(e.to_string()))?;
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).map_err(|e| IngestError::NotDurable(e.to_string()))?;
+        let tracker = tracker(&state);
+        let now = ms("2026-11-20T10:00:00Z");
+        tracker.ingest(vec![(event(100.0), now)], now)?;
+        std::fs::remove_dir_all(&state).map_err(|e| IngestError::NotDurable(e.to_string()))?;
+        std::fs::write(&state, "a file").map_err(|e| IngestError::NotDurable(e.to_string()))?;
+        let refused = tracker.ingest(vec![(event(1_000.0), now)], now);
+        assert!(matches!(refused, Err(IngestError::NotDurable(_))));
+        assert!(tracker.save_problem().is_some());
+        assert_eq!(tracker.report(now).map(|r| r.tokens), Some(100.0));
+        Ok(())
+    }
+}
