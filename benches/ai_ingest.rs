@@ -56,7 +56,9 @@ fn main() {
     let now = 1_795_600_000_000;
     for body in &bodies {
         let events = parse_batch(body.as_bytes(), &allowed, now).unwrap_or_else(|e| panic!("{e}"));
-        tracker.ingest(events);
+        tracker
+            .ingest(events, now)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     let elapsed = started.elapsed().as_secs_f64();
     let events = (BATCH * BATCHES) as f64;

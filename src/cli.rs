@@ -351,7 +351,13 @@ fn spend(cli: &Cli, json: bool, at: Option<&str>) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    let tracker = crate::spend::SpendTracker::open(config.ai, &config.state_dir);
+    let tracker = match crate::spend::SpendTracker::read(config.ai, &config.state_dir) {
+        Ok(tracker) => tracker,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let Some(report) = tracker.report(now_ms) else {
         return ExitCode::FAILURE;
     };

@@ -560,3 +560,319 @@ fn otlp_json_feeds_the_same_counters() {
     assert_eq!(bad.status, 400);
     assert!(bad.body.contains("invalid OTLP JSON"), "{}", bad.body);
 }
+
+fn post_otlp(daemon: &Daemon, content_type: &str, body: &[u8]) -> common::Response {
+    daemon.post(
+        "/v1/metrics",
+        &[("Authorization", &bearer()), ("Content-Type", content_type)],
+        body,
+    )
+}
+
+/// An OTLP/JSON request of GenAI points: `(metric, temporality, points)`, each point
+/// `(attributes, sum, count, start)`.
+fn otlp_json(metric: &str, temporality: u8, points: &[(&str, f64, u64, u64)]) -> String {
+    let points: Vec<String> = points
+        .iter()
+        .map(|(attributes, sum, count, start)| {
+            format!(
+                r#"{{"startTimeUnixNano":"{start}","timeUnixNano":"2","count":"{count}","sum":{sum},"attributes":[{attributes}]}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"resourceMetrics":[{{"scopeMetrics":[{{"metrics":[{{"name":"{metric}","histogram":{{"aggregationTemporality":{temporality},"dataPoints":[{}]}}}}]}}]}}]}}"#,
+        points.join(",")
+    )
+}
+
+fn attribute(key: &str, value: &str) -> String {
+    format!(r#"{{"key":"{key}","value":{{"stringValue":"{value}"}}}}"#)
+}
+
+fn input_attributes(model: &str) -> String {
+    [
+        attribute("gen_ai.token.type", "input"),
+        attribute("gen_ai.provider.name", "openai"),
+        attribute("gen_ai.request.model", model),
+    ]
+    .join(",")
+}
+
+fn month_tokens(daemon: &Daemon) -> f64 {
+    daemon
+        .scrape()
+        .value("prismwatch_ai_month_to_date_tokens")
+        .unwrap_or(f64::NAN)
+}
+
+fn rss_bytes(pid: i32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb * 1024.0)
+}
+
+#[test]
+fn otlp_duration_points_cost_the_same_whatever_their_counts() {
+    let daemon = Daemon::start_ready(Some(&config("")), &[]);
+    let before = rss_bytes(daemon.pid());
+    let attributes = [
+        attribute("gen_ai.provider.name", "openai"),
+        attribute("gen_ai.request.model", "gpt-4o"),
+    ]
+    .join(",");
+    // 100 points of 10,000 requests each, repeated: 10 M requests in about 100 KB.
+    let points: Vec<(&str, f64, u64, u64)> = (0..100)
+        .map(|_| (attributes.as_str(), 7_000.0, 10_000, 1))
+        .collect();
+    let body = otlp_json("gen_ai.client.operation.duration", 1, &points);
+    for _ in 0..10 {
+        let response = post_otlp(&daemon, "application/json", body.as_bytes());
+        assert_eq!(response.status, 200, "{}", response.body);
+    }
+    let e = wait_for(&daemon, "10 M requests", 10, |e| {
+        e.value(r#"prismwatch_ai_requests_total{model="gpt-4o",provider="openai"}"#) == Some(1e7)
+    });
+    assert_eq!(
+        e.value(
+            r#"prismwatch_ai_request_duration_seconds_count{model="gpt-4o",provider="openai"}"#
+        ),
+        Some(1e7)
+    );
+    let grown = rss_bytes(daemon.pid()) - before;
+    assert!(grown < 50e6, "RSS grew by {grown} bytes");
+}
+
+#[test]
+fn otlp_refuses_negative_and_non_finite_values_and_a_decreasing_cumulative_is_a_reset() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use prost::Message;
+
+    let mut daemon = Daemon::start_ready(Some(&config("")), &[]);
+    let model = input_attributes("gpt-4o");
+    let good = otlp_json(
+        "gen_ai.client.token.usage",
+        1,
+        &[(model.as_str(), 3_024.0, 1, 1)],
+    );
+    assert_eq!(
+        post_otlp(&daemon, "application/json", good.as_bytes()).status,
+        200
+    );
+    let negative = otlp_json(
+        "gen_ai.client.token.usage",
+        1,
+        &[(model.as_str(), -5_000.0, 1, 1)],
+    );
+    let refused = post_otlp(&daemon, "application/json", negative.as_bytes());
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused
+            .body
+            .contains("dataPoints[0].sum: -5000 is negative"),
+        "{}",
+        refused.body
+    );
+    // +Inf in protobuf (JSON cannot carry it): refused, and nothing reaches the state.
+    let mut request: ExportMetricsServiceRequest = serde_json::from_str(&good).expect("OTLP JSON");
+    if let Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Histogram(histogram)) =
+        &mut request.resource_metrics[0].scope_metrics[0].metrics[0].data
+    {
+        histogram.data_points[0].sum = Some(f64::INFINITY);
+    }
+    let infinite = post_otlp(&daemon, "application/x-protobuf", &request.encode_to_vec());
+    assert_eq!(infinite.status, 400);
+    assert!(
+        infinite.body.contains("is not a finite number"),
+        "{}",
+        infinite.body
+    );
+    wait_for(&daemon, "the tokens", 10, |e| {
+        e.value("prismwatch_ai_month_to_date_tokens") == Some(3_024.0)
+    });
+    // A cumulative stream that goes down restarted: its whole value counts.
+    let cumulative = |sum: f64| {
+        otlp_json(
+            "gen_ai.client.token.usage",
+            2,
+            &[(input_attributes("gpt-4o-mini").as_str(), sum, 1, 7)],
+        )
+    };
+    for sum in [1_000.0, 1_500.0, 200.0] {
+        assert_eq!(
+            post_otlp(&daemon, "application/json", cumulative(sum).as_bytes()).status,
+            200
+        );
+    }
+    // And its state survives a restart: 1,600 after 200 adds 1,400, not 1,600.
+    daemon.restart();
+    assert_eq!(
+        post_otlp(&daemon, "application/json", cumulative(1_600.0).as_bytes()).status,
+        200
+    );
+    let key = r#"prismwatch_ai_tokens_total{model="gpt-4o-mini",provider="openai",type="input"}"#;
+    wait_for(&daemon, "the cumulative stream's total", 10, |e| {
+        e.value(key) == Some(1_500.0 + 200.0 + 1_400.0)
+    });
+    assert_eq!(month_tokens(&daemon), 3_024.0 + 3_100.0);
+    assert!(!daemon.logs().contains("unreadable"), "{}", daemon.logs());
+}
+
+#[test]
+fn a_2xx_means_durable_and_an_unwritable_state_directory_gets_503_and_not_ready() {
+    let mut daemon = Daemon::start_ready(Some(&config("")), &[]);
+    let one = |input: u64| {
+        format!(
+            r#"{{"events":[{{"provider":"openai","model":"gpt-4o","input_tokens":{input},"output_tokens":0}}]}}"#
+        )
+    };
+    assert_eq!(post_usage(&daemon, &one(100)).status, 200);
+    // The state directory becomes unwritable: a file where the directory was (works as root
+    // too, where permissions do not stop writes).
+    let state = daemon.state_dir();
+    let moved = state.with_extension("moved");
+    std::fs::rename(&state, &moved).expect("move the state directory");
+    std::fs::write(&state, b"not a directory").expect("put a file in its place");
+    let refused = post_usage(&daemon, &one(1_000));
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(refused.header("retry-after"), Some("10"));
+    let ready = daemon.get("/readyz", &[]);
+    assert_eq!(ready.status, 503);
+    assert!(
+        ready.body.contains("AI spend state cannot be saved"),
+        "{}",
+        ready.body
+    );
+    let e = daemon.scrape();
+    assert!(
+        e.value("prismwatch_ai_state_save_failures_total")
+            .is_some_and(|v| v >= 1.0)
+    );
+    assert_eq!(
+        e.value(r#"prismwatch_ai_ingest_rejected_total{reason="not_durable"}"#),
+        Some(1.0)
+    );
+    // The refused event was not kept in memory either.
+    wait_for(&daemon, "the first event", 10, |e| {
+        e.value("prismwatch_ai_month_to_date_tokens") == Some(100.0)
+    });
+    // Writable again: ready once a save succeeds, and ingest works.
+    std::fs::remove_file(&state).expect("remove the file");
+    std::fs::rename(&moved, &state).expect("restore the state directory");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while daemon.get("/readyz", &[]).status != 200 {
+        assert!(std::time::Instant::now() < deadline, "not ready again");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Every acknowledged event survives kill -9.
+    let mut acknowledged = 100.0;
+    for n in 0..50 {
+        if post_usage(&daemon, &one(n)).status == 200 {
+            acknowledged += n as f64;
+        }
+    }
+    daemon.signal(rustix::process::Signal::KILL);
+    assert!(
+        daemon
+            .wait_exit(std::time::Duration::from_secs(5))
+            .is_some()
+    );
+    daemon.restart();
+    wait_for(&daemon, "every acknowledged event", 10, |e| {
+        e.value("prismwatch_ai_month_to_date_tokens") == Some(acknowledged)
+    });
+}
+
+#[test]
+fn an_unreadable_spend_state_is_set_aside_and_never_over_an_earlier_one() {
+    let mut daemon = Daemon::start_ready(Some(&config("")), &[]);
+    let path = daemon.state_dir().join("spend.json");
+    for (n, text) in ["{ first broken ledger", "{ second broken ledger"]
+        .iter()
+        .enumerate()
+    {
+        daemon.signal(rustix::process::Signal::TERM);
+        assert!(
+            daemon
+                .wait_exit(std::time::Duration::from_secs(5))
+                .is_some()
+        );
+        std::fs::write(&path, text).expect("spoil the ledger");
+        daemon.restart();
+        let kept = daemon
+            .state_dir()
+            .join(format!("spend.json.unreadable-{}", n + 1));
+        assert_eq!(std::fs::read_to_string(&kept).ok().as_deref(), Some(*text));
+        assert!(
+            daemon.logs().contains(&kept.display().to_string()),
+            "{}",
+            daemon.logs()
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(daemon.state_dir().join("spend.json.unreadable-1"))
+            .ok()
+            .as_deref(),
+        Some("{ first broken ledger")
+    );
+}
+
+#[test]
+fn providers_fold_and_names_unseen_for_a_while_age_out() {
+    let daemon = Daemon::start_ready(
+        Some(&config(
+            "max_providers = 3\nmax_models = 4\nforget_unseen_after = \"2s\"\n",
+        )),
+        &[],
+    );
+    let event = |provider: &str, model: &str| {
+        format!(
+            r#"{{"provider":"{provider}","model":"{model}","input_tokens":10,"output_tokens":0}}"#
+        )
+    };
+    // 1,000 distinct providers in one request: three kept, the rest folded into one series.
+    let flood: Vec<String> = (0..1_000)
+        .map(|n| event(&format!("junk{n}"), "m"))
+        .collect();
+    assert_eq!(
+        post_usage(&daemon, &format!(r#"{{"events":[{}]}}"#, flood.join(","))).status,
+        200
+    );
+    let e = wait_for(&daemon, "folded providers", 10, |e| {
+        e.value(r#"prismwatch_ai_label_values_folded_total{label="provider"}"#) == Some(997.0)
+    });
+    assert_eq!(e.keys_of("prismwatch_ai_requests_total").len(), 4);
+    assert_eq!(
+        e.value(r#"prismwatch_ai_requests_total{model="other",provider="other"}"#),
+        Some(997.0)
+    );
+    let size = std::fs::metadata(daemon.state_dir().join("spend.json"))
+        .map(|m| m.len())
+        .unwrap_or(u64::MAX);
+    assert!(size < 20_000, "spend.json is {size} bytes");
+    // Once the junk is unseen for a while, a real provider gets its own series.
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    assert_eq!(
+        post_usage(
+            &daemon,
+            &format!(
+                r#"{{"events":[{}]}}"#,
+                event("anthropic", "claude-sonnet-4")
+            )
+        )
+        .status,
+        200
+    );
+    let e = wait_for(&daemon, "the real provider", 10, |e| {
+        e.value(r#"prismwatch_ai_requests_total{model="claude-sonnet-4",provider="anthropic"}"#)
+            == Some(1.0)
+    });
+    // The month's figures are whole.
+    assert_eq!(
+        e.value("prismwatch_ai_month_to_date_tokens"),
+        Some(10_010.0)
+    );
+}

@@ -483,7 +483,7 @@ fn external_labels_from_the_configuration_reach_templates() {
 }
 
 #[test]
-fn an_unreadable_alert_state_file_is_reported_and_replaced() {
+fn an_unreadable_alert_state_file_is_set_aside_and_replaced() {
     let (mut daemon, _dir, _) = start(RULES);
     let firing = alert_key("AlwaysOn", "firing", ",severity=\"page\"");
     wait_for(&daemon, "AlwaysOn firing", 20, |e| {
@@ -495,6 +495,13 @@ fn an_unreadable_alert_state_file_is_reported_and_replaced() {
     std::fs::write(&state, b"{ not json").expect("spoil the state");
     daemon.restart();
     wait_log(&daemon, "The saved alert state is unreadable", 10);
+    // The unreadable file is kept under a name of its own, said in the log.
+    let kept = daemon.state_dir().join("rules-state.json.unreadable-1");
+    assert_eq!(
+        std::fs::read(&kept).ok().as_deref(),
+        Some(&b"{ not json"[..])
+    );
+    assert!(daemon.logs().contains(&kept.display().to_string()));
     // Evaluation starts over and the state file is written anew.
     wait_for(&daemon, "AlwaysOn firing again", 20, |e| {
         e.value(&firing).is_some()

@@ -26,6 +26,14 @@ pub struct AiSection {
     pub max_label_values: Option<Spanned<i64>>,
     /// Distinct provider/model pairs kept; further ones fold into model "other".
     pub max_models: Option<Spanned<i64>>,
+    /// Distinct providers kept; further ones fold into provider "other".
+    pub max_providers: Option<Spanned<i64>>,
+    /// Spend series (provider, model and label values) kept; further ones fold into one
+    /// series of "other". Ingested series have this budget of their own, so a client cannot
+    /// fill the history's `max_series` that every collector shares.
+    pub max_series: Option<Spanned<i64>>,
+    /// A provider, model or label value unseen this long frees its place under the caps.
+    pub forget_unseen_after: Option<Spanned<HumanDuration>>,
     /// IANA time zone that months and days are counted in, e.g. "Europe/Berlin".
     pub time_zone: Option<Spanned<String>>,
     /// Monthly budget in dollars over all usage.
@@ -119,6 +127,13 @@ pub fn validate(
         100_000,
     ) as usize;
     let max_models = number(&section.max_models, "ai.max_models", 200, 100_000) as usize;
+    let max_providers = number(&section.max_providers, "ai.max_providers", 20, 10_000) as usize;
+    let max_series = number(&section.max_series, "ai.max_series", 2_000, 100_000) as usize;
+    let forget_after_ms = section
+        .forget_unseen_after
+        .as_ref()
+        .map_or(7 * 86_400_000, |d| d.get_ref().0.as_millis() as i64)
+        .max(1_000);
     let ingest_token =
         section
             .ingest_token
@@ -247,6 +262,9 @@ pub fn validate(
         caps: Caps {
             max_label_values,
             max_models,
+            max_providers,
+            max_series,
+            forget_after_ms,
         },
         time_zone_name,
         time_zone,

@@ -351,15 +351,22 @@ fn plain_metrics(body: String) -> Response {
 
 async fn readyz(State(state): State<AppState>) -> Response {
     let pending = state.readiness.pending();
-    if pending.is_empty() {
+    let mut problems = Vec::new();
+    if !pending.is_empty() {
+        problems.push(format!(
+            "waiting for a first collection from: {}",
+            pending.join(", ")
+        ));
+    }
+    if let Some(problem) = state.spend.save_problem() {
+        problems.push(format!("AI spend state cannot be saved: {problem}"));
+    }
+    if problems.is_empty() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "waiting for a first collection from: {}\n",
-                pending.join(", ")
-            ),
+            format!("{}\n", problems.join("\n")),
         )
             .into_response()
     }
@@ -469,6 +476,28 @@ fn bad_request(message: &str) -> Response {
         .into_response()
 }
 
+/// The answer to a failed ingest: 400 for a bad request, 503 (retry later) when the usage could
+/// not be saved durably, so a 2xx always means the usage is on disk.
+fn ingest_failure(error: Option<crate::spend::IngestError>) -> Response {
+    use crate::spend::IngestError;
+    let error = match error {
+        Some(IngestError::Invalid(message)) => return bad_request(&message),
+        Some(error) => error.to_string(),
+        None => "the ingest task failed".to_string(),
+    };
+    metrics::counter!("prismwatch_ai_ingest_rejected_total", "reason" => "not_durable")
+        .increment(1);
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::RETRY_AFTER, "10"),
+        ],
+        serde_json::json!({ "error": error }).to_string(),
+    )
+        .into_response()
+}
+
 async fn otlp_handler(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let bytes = match ingest_body(&state, &headers, body).await {
         Ok(bytes) => bytes,
@@ -482,9 +511,16 @@ async fn otlp_handler(State(state): State<AppState>, headers: HeaderMap, body: B
         Ok(request) => request,
         Err(message) => return bad_request(&message),
     };
-    let summary = state
-        .spend
-        .ingest_otlp(&request, crate::collector::now_ms());
+    let spend = state.spend.clone();
+    let recorded = tokio::task::spawn_blocking(move || {
+        spend.ingest_otlp(&request, crate::collector::now_ms())
+    })
+    .await;
+    let summary = match recorded {
+        Ok(Ok(summary)) => summary,
+        Ok(Err(error)) => return ingest_failure(Some(error)),
+        Err(_) => return ingest_failure(None),
+    };
     metrics::counter!("prismwatch_ai_ingest_events_total", "path" => "otlp")
         .increment(summary.accepted as u64);
     if json {
@@ -513,7 +549,14 @@ async fn usage_handler(State(state): State<AppState>, headers: HeaderMap, body: 
             Ok(events) => events,
             Err(message) => return bad_request(&message),
         };
-    let summary = state.spend.ingest(events);
+    let spend = state.spend.clone();
+    let recorded =
+        tokio::task::spawn_blocking(move || spend.ingest(events, crate::collector::now_ms())).await;
+    let summary = match recorded {
+        Ok(Ok(summary)) => summary,
+        Ok(Err(error)) => return ingest_failure(Some(error)),
+        Err(_) => return ingest_failure(None),
+    };
     metrics::counter!("prismwatch_ai_ingest_events_total", "path" => "json")
         .increment(summary.accepted as u64);
     (

@@ -23,6 +23,8 @@ pub enum AlertState {
 pub struct Alert {
     pub labels: Vec<(String, String)>,
     pub state: AlertState,
+    /// Saved as a number, or `"+Inf"`/`"-Inf"`/`"NaN"` (JSON has no such numbers).
+    #[serde(with = "crate::state_file::float")]
     pub value: f64,
     /// When the expression first returned this label set (ms since the epoch).
     pub active_at: i64,

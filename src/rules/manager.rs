@@ -114,7 +114,7 @@ pub fn spawn(
     let (tx, rx) = mpsc::unbounded_channel();
     let view: RulesView = Arc::default();
     let state_path = state_dir.join(STATE_FILE);
-    let saved = load_state(&state_path);
+    let (saved, save_blocked) = load_state(&state_path);
     let context = Arc::new(Context {
         restored_at: (!saved.is_empty()).then(now_ms),
         ..context
@@ -123,6 +123,7 @@ pub fn spawn(
         set,
         history,
         state_path,
+        save_blocked,
         states: saved,
         context,
         running: CancellationToken::new(),
@@ -138,6 +139,8 @@ struct Actor {
     set: RuleSet,
     history: Arc<RwLock<History>>,
     state_path: PathBuf,
+    /// Set when the saved state could not be read nor moved aside: it is never written over.
+    save_blocked: bool,
     /// State by group key, including groups not (yet) loaded, so a state restored from disk
     /// reaches its group once it loads.
     states: BTreeMap<String, Arc<Mutex<GroupState>>>,
@@ -288,8 +291,12 @@ impl Actor {
         }
     }
 
-    /// Writes every group's alert state (atomically: a temporary file, then a rename).
+    /// Writes every group's alert state durably (see `state_file::write_durable`), unless the
+    /// file on disk could not be read and must be kept.
     fn save(&self) {
+        if self.save_blocked {
+            return;
+        }
         let snapshot: BTreeMap<&String, GroupState> = self
             .states
             .iter()
@@ -297,11 +304,7 @@ impl Actor {
             .collect();
         let result = serde_json::to_vec(&snapshot)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| {
-                let temporary = self.state_path.with_extension("json.tmp");
-                std::fs::write(&temporary, bytes)?;
-                std::fs::rename(&temporary, &self.state_path)
-            });
+            .and_then(|bytes| crate::state_file::write_durable(&self.state_path, &bytes));
         if let Err(problem) = result {
             warn!(path = %self.state_path.display(), error = %problem, "Cannot save the alert state; alerts would restart their `for` after a restart.");
         }
@@ -313,18 +316,26 @@ pub fn group_key(group: &Group) -> String {
     format!("{};{}", group.file.display(), group.name)
 }
 
-fn load_state(path: &Path) -> BTreeMap<String, Arc<Mutex<GroupState>>> {
-    let Ok(bytes) = std::fs::read(path) else {
-        return BTreeMap::new();
-    };
-    match serde_json::from_slice::<BTreeMap<String, GroupState>>(&bytes) {
-        Ok(states) => states
-            .into_iter()
-            .map(|(key, state)| (key, Arc::new(Mutex::new(state))))
-            .collect(),
-        Err(problem) => {
-            warn!(path = %path.display(), error = %problem, "The saved alert state is unreadable; starting with none.");
-            BTreeMap::new()
+/// The saved state, and whether saving must stay off because an unreadable file could not be
+/// moved aside (it is then left untouched for a person to look at).
+fn load_state(path: &Path) -> (BTreeMap<String, Arc<Mutex<GroupState>>>, bool) {
+    use crate::state_file::Loaded;
+    match crate::state_file::load_json::<BTreeMap<String, GroupState>>(path) {
+        Loaded::Missing => (BTreeMap::new(), false),
+        Loaded::Read(states) => (
+            states
+                .into_iter()
+                .map(|(key, state)| (key, Arc::new(Mutex::new(state))))
+                .collect(),
+            false,
+        ),
+        Loaded::SetAside { error, kept_as } => {
+            error!(path = %path.display(), kept_as = %kept_as.display(), %error, "The saved alert state is unreadable; it was moved aside and alerts start with no state.");
+            (BTreeMap::new(), false)
+        }
+        Loaded::Stuck { error } => {
+            error!(path = %path.display(), %error, "The saved alert state is unreadable and cannot be moved aside; it is left as it is and alert state is not saved until it is fixed or removed.");
+            (BTreeMap::new(), true)
         }
     }
 }
@@ -403,5 +414,65 @@ async fn run_group(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::alert::{Alert, AlertState, RuleAlerts};
+
+    fn state_with_value(value: f64) -> BTreeMap<String, GroupState> {
+        let alert = Alert {
+            labels: vec![("alertname".into(), "X".into())],
+            state: AlertState::Firing,
+            value,
+            active_at: 1_000,
+            fired_at: Some(2_000),
+            resolved_at: None,
+            keep_firing_since: None,
+            last_seen: 3_000,
+            annotations: Vec::new(),
+        };
+        let group = GroupState {
+            rules: [("r".to_string(), RuleAlerts::from(vec![alert]))].into(),
+        };
+        [("file;group".to_string(), group)].into()
+    }
+
+    #[test]
+    fn an_infinite_alert_value_survives_a_save_and_a_load() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join(STATE_FILE);
+        for value in [f64::INFINITY, f64::NEG_INFINITY, 2.5] {
+            let saved = state_with_value(value);
+            let bytes = serde_json::to_vec(&saved).map_err(std::io::Error::other)?;
+            crate::state_file::write_durable(&path, &bytes)?;
+            let (loaded, blocked) = load_state(&path);
+            assert!(!blocked);
+            let loaded: BTreeMap<String, GroupState> = loaded
+                .into_iter()
+                .map(|(k, v)| (k, v.lock().map(|s| s.clone()).unwrap_or_default()))
+                .collect();
+            assert_eq!(loaded, saved);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn unreadable_alert_state_is_set_aside_each_time_under_its_own_name() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join(STATE_FILE);
+        for (n, text) in ["{ first", "{ second"].iter().enumerate() {
+            std::fs::write(&path, text)?;
+            let (loaded, blocked) = load_state(&path);
+            assert!(loaded.is_empty() && !blocked);
+            let kept = dir
+                .path()
+                .join(format!("{STATE_FILE}.unreadable-{}", n + 1));
+            assert_eq!(std::fs::read_to_string(kept)?, *text);
+        }
+        assert!(!path.exists());
+        Ok(())
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::ledger::UsageEvent;
+use super::ledger::{Latency, UsageEvent};
 use super::pricing::Tokens;
 
 /// Events accepted per request.
@@ -15,7 +15,7 @@ pub const MAX_EVENTS: usize = 10_000;
 const MAX_FUTURE_MS: i64 = 3_600_000;
 
 /// Longest accepted provider, model or label value.
-const MAX_TEXT: usize = 200;
+pub const MAX_TEXT: usize = 200;
 
 /// A usage event with its time (milliseconds since the epoch; now when the client gave none).
 pub type TimedEvent = (UsageEvent, i64);
@@ -32,7 +32,10 @@ pub fn parse_batch(
         return Err("body: expected an object {\"events\": [...]}".into());
     };
     if let Some(key) = object.keys().find(|k| k.as_str() != "events") {
-        return Err(format!("{key}: unknown field; the body has only `events`"));
+        return Err(format!(
+            "{}: unknown field; the body has only `events`",
+            shown(key)
+        ));
     }
     let events = object
         .get("events")
@@ -73,7 +76,7 @@ fn parse_event(
             "input_tokens" => tokens.input = count(key, field)?,
             "output_tokens" => tokens.output = count(key, field)?,
             "cached_tokens" => tokens.cached = count(key, field)?,
-            "latency_ms" => event.latency_seconds = Some(count(key, field)? / 1000.0),
+            "latency_ms" => event.latency = Some(Latency::single(count(key, field)? / 1000.0)),
             "cache_hit" => {
                 event.cache_hit = Some(
                     field
@@ -92,7 +95,7 @@ fn parse_event(
                         label,
                         value,
                         allowed_labels,
-                        &format!("labels.{label}"),
+                        &format!("labels.{}", shown(label)),
                     )?;
                 }
             }
@@ -101,7 +104,8 @@ fn parse_event(
             }
             other => {
                 return Err(format!(
-                    "{other}: unknown field; allowed are provider, model, input_tokens, output_tokens, cached_tokens, latency_ms, cache_hit, timestamp, labels and the labels {allowed_labels:?}"
+                    "{}: unknown field; allowed are provider, model, input_tokens, output_tokens, cached_tokens, latency_ms, cache_hit, timestamp, labels and the labels {allowed_labels:?}",
+                    shown(other)
                 ));
             }
         }
@@ -134,16 +138,39 @@ fn insert_label(
 ) -> Result<(), String> {
     if !allowed.iter().any(|l| l == label) {
         return Err(format!(
-            "{field}: label `{label}` is not allowed; allowed labels are {allowed:?} (ai.allowed_labels)"
+            "{field}: label `{}` is not allowed; allowed labels are {allowed:?} (ai.allowed_labels)",
+            shown(label)
         ));
     }
     labels.insert(label.to_string(), text(field, value)?);
     Ok(())
 }
 
+/// A client-given name as an error shows it: at most 64 characters, control characters escaped,
+/// so an error cannot carry a huge or line-forging name into a log.
+pub fn shown(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .take(64)
+        .flat_map(|c| {
+            let escape = c.is_control();
+            let text: Vec<char> = if escape {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            text
+        })
+        .collect();
+    if name.chars().count() > 64 {
+        out.push_str("...");
+    }
+    out
+}
+
 fn text(key: &str, value: &Value) -> Result<String, String> {
     let text = value.as_str().ok_or(format!("{key}: expected a string"))?;
-    if text.is_empty() || text.len() > MAX_TEXT || text.chars().any(char::is_control) {
+    if text.is_empty() || text.chars().count() > MAX_TEXT || text.chars().any(char::is_control) {
         return Err(format!(
             "{key}: expected 1 to {MAX_TEXT} printable characters"
         ));
@@ -197,7 +224,7 @@ mod tests {
                 cached: 4.0
             }
         );
-        assert_eq!(events[0].0.latency_seconds, Some(1.5));
+        assert_eq!(events[0].0.latency, Some(Latency::single(1.5)));
         assert_eq!(events[0].1, 1_795_600_800_000);
         assert_eq!(
             events[1].0.labels.get("feature").map(String::as_str),
@@ -233,5 +260,29 @@ mod tests {
             "events[0].cached_tokens: larger than input_tokens (cached tokens are part of the input)"
         );
         assert_eq!(check(r#"{"events":[]}"#), "ok 0");
+    }
+
+    #[test]
+    fn names_in_errors_are_bounded_and_cannot_forge_log_lines() {
+        let long = "x".repeat(100_000);
+        let message = check(&format!(r#"{{"events":[{{"{long}":1}}]}}"#));
+        assert!(message.len() < 400, "{} bytes", message.len());
+        assert!(message.starts_with(&format!("events[0].{}...: unknown field", "x".repeat(64))));
+        let forged = check(r#"{"events":[{"a\nERROR forged\u001b[31m":1}]}"#);
+        assert!(
+            !forged.contains('\n') && !forged.contains('\u{1b}'),
+            "{forged}"
+        );
+        assert!(
+            forged.starts_with(r"events[0].a\nERROR forged\u{1b}[31m: unknown field"),
+            "{forged}"
+        );
+        let provider = check(&format!(
+            r#"{{"events":[{{"provider":"{long}","model":"m"}}]}}"#
+        ));
+        assert_eq!(
+            provider,
+            "events[0].provider: expected 1 to 200 printable characters"
+        );
     }
 }

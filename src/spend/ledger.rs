@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::otlp::CumulativeState;
 use super::pricing::Tokens;
 
 /// Label value used for values past a label's cardinality cap.
@@ -19,6 +20,33 @@ pub const LATENCY_BUCKETS: [f64; 12] = [
 /// Cumulative bucket counts (one per [`LATENCY_BUCKETS`] bound), sum and count.
 pub type LatencyHistogram = (Vec<f64>, f64, f64);
 
+/// Latency observations of one record: cumulative counts per [`LATENCY_BUCKETS`] bound, sum
+/// (seconds) and count. OTLP histograms arrive as such aggregates, so a point of any count costs
+/// the same.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Latency {
+    pub buckets: [f64; LATENCY_BUCKETS.len()],
+    pub sum: f64,
+    pub count: f64,
+}
+
+impl Latency {
+    /// One request that took `seconds`.
+    pub fn single(seconds: f64) -> Latency {
+        let mut latency = Latency {
+            sum: seconds,
+            count: 1.0,
+            ..Latency::default()
+        };
+        for (bucket, bound) in latency.buckets.iter_mut().zip(LATENCY_BUCKETS) {
+            if seconds <= bound {
+                *bucket = 1.0;
+            }
+        }
+        latency
+    }
+}
+
 /// One usage record, from any ingest path.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct UsageEvent {
@@ -27,7 +55,7 @@ pub struct UsageEvent {
     pub tokens: Tokens,
     /// Requests this record stands for (1 for an event; a delta count for OTLP).
     pub requests: f64,
-    pub latency_seconds: Option<f64>,
+    pub latency: Option<Latency>,
     /// Whether the application's own response cache answered.
     pub cache_hit: Option<bool>,
     /// Allowed labels only (the ingest paths filter them).
@@ -51,10 +79,13 @@ pub struct Totals {
     pub requests: f64,
     /// Tokens of models without a price (counted, not priced at zero silently).
     pub unpriced_tokens: f64,
+    /// When usage was last recorded for this series (ms since the epoch), for aging out.
+    #[serde(default)]
+    pub last_seen_ms: i64,
 }
 
 impl Totals {
-    fn add(&mut self, tokens: Tokens, cost: Option<f64>, requests: f64) {
+    fn add(&mut self, tokens: Tokens, cost: Option<f64>, requests: f64, at_ms: i64) {
         self.input_tokens += tokens.input;
         self.output_tokens += tokens.output;
         self.cached_tokens += tokens.cached;
@@ -63,6 +94,7 @@ impl Totals {
             Some(cost) => self.cost_dollars += cost,
             None => self.unpriced_tokens += tokens.input + tokens.output,
         }
+        self.last_seen_ms = self.last_seen_ms.max(at_ms);
     }
 
     pub fn tokens(&self) -> f64 {
@@ -85,21 +117,52 @@ pub struct Ledger {
     pub month_to_date: Vec<(SpendKey, Totals)>,
     /// Day of month -> spend.
     pub days: BTreeMap<u8, Day>,
-    /// Since the state was created; never reset, so the exported counters stay monotonic.
+    /// Series in use; a series unseen for `Caps::forget_after_ms` is dropped (its counters
+    /// disappear, as a restarted exporter's would), so the caps track what is in use.
     pub lifetime: Vec<(SpendKey, Totals)>,
     /// Latency histogram per provider and model: bucket counts (cumulative), sum, count.
     pub latency: Vec<((String, String), LatencyHistogram)>,
     pub cache_lookups: f64,
     pub cache_hits: f64,
-    /// Values seen per label, for the cardinality cap.
-    pub label_values: BTreeMap<String, BTreeSet<String>>,
-    /// Distinct provider/model pairs seen, for their cap.
-    pub models: BTreeSet<(String, String)>,
-    /// Values folded into "other", per label (`model` for provider/model pairs).
+    /// Values folded into "other", per label (`provider`, `model`, `series`).
     pub folded: BTreeMap<String, f64>,
     /// Per SQL source, the newest `at` read (seconds since the epoch).
     #[serde(default)]
     pub sql_watermarks: BTreeMap<String, f64>,
+    /// Previous values of OTLP cumulative streams, so a restart does not count them again.
+    #[serde(default)]
+    pub otlp_streams: CumulativeState,
+    /// Names in use, derived from `lifetime` (rebuilt after a load or an age-out).
+    #[serde(skip)]
+    seen: Option<Seen>,
+}
+
+/// The names the caps count: those of the series in `lifetime`, "other" excluded.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Seen {
+    providers: BTreeSet<String>,
+    models: BTreeSet<(String, String)>,
+    labels: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Seen {
+    fn add(&mut self, key: &SpendKey) {
+        if key.provider != OTHER {
+            self.providers.insert(key.provider.clone());
+            if key.model != OTHER {
+                self.models
+                    .insert((key.provider.clone(), key.model.clone()));
+            }
+        }
+        for (label, value) in &key.labels {
+            if value != OTHER {
+                self.labels
+                    .entry(label.clone())
+                    .or_default()
+                    .insert(value.clone());
+            }
+        }
+    }
 }
 
 /// A civil date in the configured time zone.
@@ -121,11 +184,17 @@ impl LocalDate {
 pub struct Caps {
     pub max_label_values: usize,
     pub max_models: usize,
+    pub max_providers: usize,
+    /// Series (provider, model and label values) kept; further ones fold into one series of
+    /// "other". This is the ingest paths' own budget, so they cannot fill the history's cap.
+    pub max_series: usize,
+    /// A name unseen this long frees its place under the caps.
+    pub forget_after_ms: i64,
 }
 
 impl Ledger {
     /// Starts a new month (month-to-date totals and days cleared) when `today` is in a later
-    /// month than the ledger's.
+    /// month than the ledger's. Only the clock calls this: an event never rolls the month.
     pub fn roll_to(&mut self, today: LocalDate) {
         let month = today.month_key();
         if self.month < month {
@@ -135,19 +204,19 @@ impl Ledger {
         }
     }
 
-    /// Records one event that happened on `date` (in the configured zone), priced at `cost`
-    /// (None when the model has no price). Events of an earlier month count in the lifetime
-    /// counters only.
+    /// Records one event that happened at `at_ms`, on `date` (in the configured zone), priced
+    /// at `cost` (None when the model has no price). Events of another month than the ledger's
+    /// count in the lifetime counters only.
     pub fn record(
         &mut self,
         mut event: UsageEvent,
+        at_ms: i64,
         date: LocalDate,
         cost: Option<f64>,
         caps: Caps,
     ) {
-        self.roll_to(date);
         self.fold(&mut event, caps);
-        let key = SpendKey {
+        let mut key = SpendKey {
             provider: event.provider.clone(),
             model: event.model.clone(),
             labels: event
@@ -156,14 +225,32 @@ impl Ledger {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         };
-        entry(&mut self.lifetime, &key).add(event.tokens, cost, event.requests);
+        let known = self.lifetime.binary_search_by(|(k, _)| k.cmp(&key)).is_ok();
+        if !known && self.lifetime.len() >= caps.max_series {
+            *self.folded.entry("series".to_string()).or_default() += 1.0;
+            key = SpendKey {
+                provider: OTHER.into(),
+                model: OTHER.into(),
+                labels: key
+                    .labels
+                    .into_iter()
+                    .map(|(k, _)| (k, OTHER.to_string()))
+                    .collect(),
+            };
+            event.provider = OTHER.into();
+            event.model = OTHER.into();
+        }
+        if let Some(seen) = self.seen.as_mut() {
+            seen.add(&key);
+        }
+        entry(&mut self.lifetime, &key).add(event.tokens, cost, event.requests, at_ms);
         if date.month_key() == self.month {
-            entry(&mut self.month_to_date, &key).add(event.tokens, cost, event.requests);
+            entry(&mut self.month_to_date, &key).add(event.tokens, cost, event.requests, at_ms);
             let day = self.days.entry(date.day as u8).or_default();
             day.cost_dollars += cost.unwrap_or(0.0);
             day.tokens += event.tokens.input + event.tokens.output;
         }
-        if let Some(seconds) = event.latency_seconds.filter(|s| s.is_finite() && *s >= 0.0) {
+        if let Some(latency) = event.latency.filter(|l| l.count > 0.0) {
             let model = (event.provider.clone(), event.model.clone());
             let index = match self.latency.iter().position(|(k, _)| *k == model) {
                 Some(index) => index,
@@ -174,13 +261,11 @@ impl Ledger {
                 }
             };
             let (buckets, sum, count) = &mut self.latency[index].1;
-            for (bucket, bound) in buckets.iter_mut().zip(LATENCY_BUCKETS) {
-                if seconds <= bound {
-                    *bucket += 1.0;
-                }
+            for (bucket, add) in buckets.iter_mut().zip(latency.buckets) {
+                *bucket += add;
             }
-            *sum += seconds;
-            *count += 1.0;
+            *sum += latency.sum;
+            *count += latency.count;
         }
         if let Some(hit) = event.cache_hit {
             self.cache_lookups += 1.0;
@@ -188,6 +273,40 @@ impl Ledger {
                 self.cache_hits += 1.0;
             }
         }
+    }
+
+    /// Drops series unseen since `now_ms - caps.forget_after_ms` (and the latency of models left
+    /// with no series), so their names no longer count against the caps. Month-to-date figures
+    /// stay whole. Series saved before last-seen times were kept count as seen at `now_ms`.
+    pub fn forget_unseen(&mut self, now_ms: i64, caps: Caps) -> usize {
+        let cutoff = now_ms.saturating_sub(caps.forget_after_ms);
+        let before = self.lifetime.len();
+        for (_, totals) in &mut self.lifetime {
+            if totals.last_seen_ms == 0 {
+                totals.last_seen_ms = now_ms;
+            }
+        }
+        self.lifetime.retain(|(_, t)| t.last_seen_ms >= cutoff);
+        let removed = before - self.lifetime.len();
+        if removed > 0 || self.seen.is_none() {
+            self.rebuild_seen();
+            let pairs: BTreeSet<(&str, &str)> = self
+                .lifetime
+                .iter()
+                .map(|(k, _)| (k.provider.as_str(), k.model.as_str()))
+                .collect();
+            self.latency
+                .retain(|(pair, _)| pairs.contains(&(pair.0.as_str(), pair.1.as_str())));
+        }
+        removed
+    }
+
+    fn rebuild_seen(&mut self) {
+        let mut seen = Seen::default();
+        for (key, _) in &self.lifetime {
+            seen.add(key);
+        }
+        self.seen = Some(seen);
     }
 
     /// Month-to-date totals over every series.
@@ -213,27 +332,32 @@ impl Ledger {
             .sum()
     }
 
-    /// Replaces label values and provider/model pairs past their caps with "other".
+    /// Replaces providers, provider/model pairs and label values past their caps with "other".
     fn fold(&mut self, event: &mut UsageEvent, caps: Caps) {
+        if self.seen.is_none() {
+            self.rebuild_seen();
+        }
+        let Some(seen) = self.seen.as_ref() else {
+            return;
+        };
         for (label, value) in event.labels.iter_mut() {
-            let seen = self.label_values.entry(label.clone()).or_default();
-            if !seen.contains(value.as_str()) {
-                if seen.len() >= caps.max_label_values {
-                    *self.folded.entry(label.clone()).or_default() += 1.0;
-                    *value = OTHER.to_string();
-                    continue;
-                }
-                seen.insert(value.clone());
+            let values = seen.labels.get(label);
+            let known = values.is_some_and(|v| v.contains(value.as_str()));
+            if !known && values.map_or(0, BTreeSet::len) >= caps.max_label_values {
+                *self.folded.entry(label.clone()).or_default() += 1.0;
+                *value = OTHER.to_string();
             }
         }
+        if !seen.providers.contains(&event.provider) && seen.providers.len() >= caps.max_providers {
+            *self.folded.entry("provider".to_string()).or_default() += 1.0;
+            event.provider = OTHER.to_string();
+            event.model = OTHER.to_string();
+            return;
+        }
         let pair = (event.provider.clone(), event.model.clone());
-        if !self.models.contains(&pair) {
-            if self.models.len() >= caps.max_models {
-                *self.folded.entry("model".to_string()).or_default() += 1.0;
-                event.model = OTHER.to_string();
-            } else {
-                self.models.insert(pair);
-            }
+        if !seen.models.contains(&pair) && seen.models.len() >= caps.max_models {
+            *self.folded.entry("model".to_string()).or_default() += 1.0;
+            event.model = OTHER.to_string();
         }
     }
 }
@@ -255,14 +379,19 @@ fn entry<'a>(list: &'a mut Vec<(SpendKey, Totals)>, key: &SpendKey) -> &'a mut T
 mod tests {
     use super::*;
 
+    const DAY_MS: i64 = 86_400_000;
+
     const CAPS: Caps = Caps {
         max_label_values: 2,
         max_models: 10,
+        max_providers: 3,
+        max_series: 1_000,
+        forget_after_ms: 7 * DAY_MS,
     };
 
     fn event(feature: &str, input: f64) -> UsageEvent {
         UsageEvent {
-            provider: "google".into(),
+            provider: "gcp.gemini".into(),
             model: "gemini-2.5-flash".into(),
             tokens: Tokens {
                 input,
@@ -272,6 +401,14 @@ mod tests {
             requests: 1.0,
             labels: [("feature".to_string(), feature.to_string())].into(),
             ..UsageEvent::default()
+        }
+    }
+
+    fn named(provider: &str, model: &str) -> UsageEvent {
+        UsageEvent {
+            provider: provider.into(),
+            model: model.into(),
+            ..event("a", 1.0)
         }
     }
 
@@ -286,23 +423,38 @@ mod tests {
     #[test]
     fn month_boundary_resets_month_to_date_but_not_lifetime() {
         let mut ledger = Ledger::default();
-        ledger.record(event("chat", 100.0), date(10, 31), Some(1.0), CAPS);
-        ledger.record(event("chat", 100.0), date(11, 1), Some(2.0), CAPS);
+        ledger.roll_to(date(10, 31));
+        ledger.record(event("chat", 100.0), 1, date(10, 31), Some(1.0), CAPS);
+        ledger.roll_to(date(11, 1));
+        ledger.record(event("chat", 100.0), 2, date(11, 1), Some(2.0), CAPS);
         assert_eq!(ledger.month, "2026-11");
         assert_eq!(ledger.month_total().cost_dollars, 2.0);
         assert_eq!(ledger.lifetime[0].1.cost_dollars, 3.0);
         // A late event of October counts in lifetime only.
-        ledger.record(event("chat", 100.0), date(10, 30), Some(4.0), CAPS);
+        ledger.record(event("chat", 100.0), 3, date(10, 30), Some(4.0), CAPS);
         assert_eq!(ledger.month_total().cost_dollars, 2.0);
         assert_eq!(ledger.lifetime[0].1.cost_dollars, 7.0);
         assert_eq!(ledger.days.get(&1).map(|d| d.cost_dollars), Some(2.0));
     }
 
     #[test]
+    fn an_event_dated_in_the_next_month_does_not_roll_the_ledger() {
+        let mut ledger = Ledger::default();
+        ledger.roll_to(date(11, 30));
+        ledger.record(event("chat", 100.0), 1, date(11, 30), Some(1.0), CAPS);
+        ledger.record(event("chat", 100.0), 2, date(12, 1), Some(2.0), CAPS);
+        assert_eq!(ledger.month, "2026-11");
+        assert_eq!(ledger.month_total().cost_dollars, 1.0);
+        ledger.record(event("chat", 100.0), 3, date(11, 30), Some(4.0), CAPS);
+        assert_eq!(ledger.month_total().cost_dollars, 5.0);
+    }
+
+    #[test]
     fn label_values_past_the_cap_fold_into_other_and_are_counted() {
         let mut ledger = Ledger::default();
+        ledger.roll_to(date(11, 2));
         for feature in ["a", "b", "c", "d", "a"] {
-            ledger.record(event(feature, 1.0), date(11, 2), None, CAPS);
+            ledger.record(event(feature, 1.0), 1, date(11, 2), None, CAPS);
         }
         let labels: Vec<String> = ledger
             .month_to_date
@@ -313,5 +465,90 @@ mod tests {
         assert_eq!(ledger.folded.get("feature"), Some(&2.0));
         assert_eq!(ledger.month_total().unpriced_tokens, 55.0);
         assert_eq!(ledger.month_cost_where("feature", "a"), 0.0);
+    }
+
+    #[test]
+    fn providers_past_the_cap_fold_into_other() {
+        let mut ledger = Ledger::default();
+        ledger.roll_to(date(11, 2));
+        for n in 0..100 {
+            let junk = format!("junk-{n}");
+            ledger.record(named(&junk, "m"), 1, date(11, 2), None, CAPS);
+        }
+        assert_eq!(ledger.lifetime.len(), CAPS.max_providers + 1);
+        assert_eq!(ledger.folded.get("provider"), Some(&97.0));
+        assert!(
+            ledger
+                .lifetime
+                .iter()
+                .any(|(k, t)| k.provider == OTHER && k.model == OTHER && t.requests == 97.0)
+        );
+    }
+
+    #[test]
+    fn names_unseen_for_a_while_free_their_place_under_the_caps() {
+        let caps = Caps {
+            max_models: 200,
+            max_providers: 20,
+            ..CAPS
+        };
+        let mut ledger = Ledger::default();
+        ledger.roll_to(date(11, 2));
+        for n in 0..200 {
+            let model = format!("old-{n}");
+            ledger.record(named("openai", &model), 1, date(11, 2), None, caps);
+        }
+        ledger.record(named("openai", "gpt-5"), DAY_MS, date(11, 3), None, caps);
+        assert!(ledger.lifetime.iter().all(|(k, _)| k.model != "gpt-5"));
+        // A week later the old names are gone and the new model has its own series.
+        assert_eq!(ledger.forget_unseen(8 * DAY_MS, caps), 200);
+        ledger.record(
+            named("openai", "gpt-5"),
+            8 * DAY_MS,
+            date(11, 10),
+            None,
+            caps,
+        );
+        assert!(ledger.lifetime.iter().any(|(k, _)| k.model == "gpt-5"));
+        // Month-to-date figures stay whole.
+        assert_eq!(ledger.month_total().requests, 202.0);
+    }
+
+    #[test]
+    fn series_past_their_budget_fold_into_one_other_series() {
+        let caps = Caps {
+            max_label_values: 1_000,
+            max_series: 10,
+            ..CAPS
+        };
+        let mut ledger = Ledger::default();
+        ledger.roll_to(date(11, 2));
+        for n in 0..100 {
+            ledger.record(event(&format!("f{n}"), 1.0), 1, date(11, 2), None, caps);
+        }
+        assert_eq!(ledger.lifetime.len(), 11);
+        assert_eq!(ledger.folded.get("series"), Some(&90.0));
+        assert_eq!(ledger.month_total().requests, 100.0);
+    }
+
+    #[test]
+    fn latency_aggregates_add_without_expanding() {
+        let mut ledger = Ledger::default();
+        ledger.roll_to(date(11, 2));
+        let mut aggregate = Latency::single(0.3);
+        for bucket in &mut aggregate.buckets {
+            *bucket *= 1e9;
+        }
+        aggregate.sum = 0.3e9;
+        aggregate.count = 1e9;
+        let huge = UsageEvent {
+            latency: Some(aggregate),
+            requests: 1e9,
+            ..event("a", 0.0)
+        };
+        ledger.record(huge, 1, date(11, 2), None, CAPS);
+        let (buckets, sum, count) = &ledger.latency[0].1;
+        assert_eq!((buckets[1], buckets[2], *count), (0.0, 1e9, 1e9));
+        assert!((sum - 0.3e9).abs() < 1.0);
     }
 }

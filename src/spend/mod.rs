@@ -38,10 +38,27 @@ pub struct SpendTracker {
 struct Inner {
     config: AiConfig,
     ledger: Ledger,
-    otlp: otlp::CumulativeState,
     state_path: PathBuf,
+    /// Changed since the last save by something other than an ingest (which saves at once).
     dirty: bool,
+    /// Why the last save failed, while saves keep failing.
+    save_error: Option<String>,
+    /// Set when the file on disk could not be read nor moved aside: it is never written over,
+    /// and ingest is refused until a person fixes or removes it.
+    blocked: Option<String>,
     warned_unpriced: BTreeSet<(String, String)>,
+}
+
+/// Why usage was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The request is malformed; the message names the field.
+    #[error("{0}")]
+    Invalid(String),
+    /// The ledger could not be saved durably, so nothing of the request was kept (the client
+    /// should retry).
+    #[error("cannot save the spend state ({0}); nothing of this request was recorded, retry later")]
+    NotDurable(String),
 }
 
 /// What an ingest request did.
@@ -93,34 +110,63 @@ pub struct ReportLine {
 }
 
 impl SpendTracker {
-    /// Loads the saved ledger from `state_dir`. A file that cannot be read is moved aside (kept,
-    /// not deleted) and a fresh ledger starts, with an error in the log.
+    /// Loads the saved ledger from `state_dir` for the daemon. A file that cannot be read is
+    /// moved aside under a new name (never over an earlier one) and a fresh ledger starts, with
+    /// an error in the log that says where it went; one that cannot be moved aside is left
+    /// alone, and ingest is refused (503) rather than write over it.
     pub fn open(config: AiConfig, state_dir: &Path) -> SpendTracker {
+        use crate::state_file::Loaded;
         let state_path = state_dir.join(STATE_FILE);
-        let ledger = match std::fs::read(&state_path) {
-            Ok(bytes) => match serde_json::from_slice::<Ledger>(&bytes) {
-                Ok(mut ledger) => {
-                    // Lookups binary-search these lists; a hand-edited file may be unsorted.
-                    ledger.lifetime.sort_by(|a, b| a.0.cmp(&b.0));
-                    ledger.month_to_date.sort_by(|a, b| a.0.cmp(&b.0));
-                    ledger
-                }
-                Err(error) => {
-                    let aside = state_path.with_extension("json.unreadable");
-                    let _ = std::fs::rename(&state_path, &aside);
-                    tracing::error!(%error, path = %state_path.display(), kept_as = %aside.display(), "The saved spend state is unreadable; starting a new ledger. The old file is kept.");
-                    Ledger::default()
-                }
-            },
-            Err(_) => Ledger::default(),
+        let mut blocked = None;
+        let ledger = match crate::state_file::load_json::<Ledger>(&state_path) {
+            Loaded::Missing => Ledger::default(),
+            Loaded::Read(ledger) => sorted(ledger),
+            Loaded::SetAside { error, kept_as } => {
+                tracing::error!(%error, path = %state_path.display(), kept_as = %kept_as.display(), "The saved spend state is unreadable; it was moved aside and a new ledger starts. Restore it from the kept file if it can be repaired.");
+                Ledger::default()
+            }
+            Loaded::Stuck { error } => {
+                tracing::error!(%error, path = %state_path.display(), "The saved spend state is unreadable and cannot be moved aside; it is left as it is and AI usage is refused until it is repaired or removed.");
+                blocked = Some(format!(
+                    "{} is unreadable and cannot be moved aside: {error}",
+                    state_path.display()
+                ));
+                Ledger::default()
+            }
         };
+        SpendTracker::with_ledger(config, state_path, ledger, blocked)
+    }
+
+    /// Reads the saved ledger without changing anything on disk (for `prismwatch spend`).
+    pub fn read(config: AiConfig, state_dir: &Path) -> Result<SpendTracker, String> {
+        let state_path = state_dir.join(STATE_FILE);
+        let bytes = std::fs::read(&state_path)
+            .map_err(|e| format!("cannot read {}: {e}", state_path.display()))?;
+        let ledger = serde_json::from_slice::<Ledger>(&bytes)
+            .map_err(|e| format!("{} is unreadable: {e}", state_path.display()))?;
+        let blocked = Some("read-only view".to_string());
+        Ok(SpendTracker::with_ledger(
+            config,
+            state_path,
+            sorted(ledger),
+            blocked,
+        ))
+    }
+
+    fn with_ledger(
+        config: AiConfig,
+        state_path: PathBuf,
+        ledger: Ledger,
+        blocked: Option<String>,
+    ) -> SpendTracker {
         SpendTracker {
             inner: Arc::new(Mutex::new(Inner {
                 config,
                 ledger,
-                otlp: otlp::CumulativeState::default(),
                 state_path,
                 dirty: false,
+                save_error: None,
+                blocked,
                 warned_unpriced: BTreeSet::new(),
             })),
         }
@@ -138,30 +184,71 @@ impl SpendTracker {
         self.inner.lock().ok().map(|inner| read(&inner.config))
     }
 
-    /// Records events stamped with their time (ms since the epoch) and saves the ledger.
-    pub fn ingest(&self, events: Vec<(UsageEvent, i64)>) -> IngestSummary {
-        let Ok(mut inner) = self.inner.lock() else {
-            return IngestSummary::default();
-        };
-        let summary = inner.record(events);
-        inner.save();
-        summary
+    /// Why the spend state cannot be saved now, if it cannot (for `/readyz`).
+    pub fn save_problem(&self) -> Option<String> {
+        let inner = self.inner.lock().ok()?;
+        inner.blocked.clone().or_else(|| inner.save_error.clone())
     }
 
-    /// Records the GenAI metrics of an OTLP request and saves the ledger.
+    /// Records events stamped with their time (ms since the epoch) and saves the ledger durably
+    /// before returning; when the save fails nothing of the request is kept.
+    pub fn ingest(
+        &self,
+        events: Vec<(UsageEvent, i64)>,
+        now_ms: i64,
+    ) -> Result<IngestSummary, IngestError> {
+        self.transaction(now_ms, |inner| Ok(inner.record(events, now_ms)))
+    }
+
+    /// Records the GenAI metrics of an OTLP request and saves the ledger durably; a request
+    /// with a bad point records nothing.
     pub fn ingest_otlp(
         &self,
         request: &opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest,
         now_ms: i64,
-    ) -> IngestSummary {
-        let Ok(mut inner) = self.inner.lock() else {
-            return IngestSummary::default();
-        };
-        let allowed = inner.config.allowed_labels.clone();
-        let extracted = otlp::extract(request, &mut inner.otlp, &allowed);
-        let summary = inner.record(extracted.events.into_iter().map(|e| (e, now_ms)).collect());
-        inner.save();
-        summary
+    ) -> Result<IngestSummary, IngestError> {
+        self.transaction(now_ms, |inner| {
+            let allowed = inner.config.allowed_labels.clone();
+            let extracted =
+                otlp::extract(request, &mut inner.ledger.otlp_streams, &allowed, now_ms)
+                    .map_err(IngestError::Invalid)?;
+            if extracted.refused_streams > 0 {
+                metrics::counter!("prismwatch_ai_otlp_streams_refused_total")
+                    .increment(extracted.refused_streams as u64);
+                warn!(refused = extracted.refused_streams, live = inner.ledger.otlp_streams.len(), "New OTLP cumulative streams were not counted: the stream table is full of live streams.");
+            }
+            let events = extracted.events.into_iter().map(|e| (e, now_ms)).collect();
+            Ok(inner.record(events, now_ms))
+        })
+    }
+
+    /// Runs `change` on the ledger and saves it; if the change or the save fails, the ledger is
+    /// as it was before.
+    fn transaction(
+        &self,
+        now_ms: i64,
+        change: impl FnOnce(&mut Inner) -> Result<IngestSummary, IngestError>,
+    ) -> Result<IngestSummary, IngestError> {
+        let mut inner = self
+            .inner
+            .lock()
+            .map_err(|_| IngestError::NotDurable("the spend state is poisoned".into()))?;
+        if let Some(reason) = &inner.blocked {
+            return Err(IngestError::NotDurable(reason.clone()));
+        }
+        let before = inner.ledger.clone();
+        let today = inner.local_date(now_ms);
+        inner.ledger.roll_to(today);
+        let outcome = change(&mut inner).and_then(|summary| {
+            if inner.ledger == before {
+                return Ok(summary);
+            }
+            inner.save().map(|()| summary)
+        });
+        if outcome.is_err() {
+            inner.ledger = before;
+        }
+        outcome
     }
 
     /// The last `at` (seconds since the epoch) read by a SQL source; the start of the current
@@ -182,33 +269,33 @@ impl SpendTracker {
             })
     }
 
-    /// Records a SQL source's rows and moves its watermark in the same save, so a crash cannot
-    /// count them twice or lose them.
+    /// Records a SQL source's rows and moves its watermark in the same durable save, so a
+    /// crash cannot count them twice or lose them.
     pub fn ingest_with_watermark(
         &self,
         events: Vec<(UsageEvent, i64)>,
         source: &str,
         watermark: f64,
-    ) -> IngestSummary {
-        let Ok(mut inner) = self.inner.lock() else {
-            return IngestSummary::default();
-        };
-        let summary = inner.record(events);
-        if inner.ledger.sql_watermarks.get(source) != Some(&watermark) {
+        now_ms: i64,
+    ) -> Result<IngestSummary, IngestError> {
+        self.transaction(now_ms, |inner| {
+            let summary = inner.record(events, now_ms);
             inner
                 .ledger
                 .sql_watermarks
                 .insert(source.to_string(), watermark);
-            inner.dirty = true;
-        }
-        inner.save();
-        summary
+            Ok(summary)
+        })
     }
 
-    /// Saves the ledger if it changed.
+    /// Saves the ledger if something changed it outside an ingest, or retries a failed save
+    /// (so `/readyz` recovers once the state directory is writable again).
     pub fn save(&self) {
-        if let Ok(mut inner) = self.inner.lock() {
-            inner.save();
+        if let Ok(mut inner) = self.inner.lock()
+            && inner.blocked.is_none()
+            && (inner.dirty || inner.save_error.is_some())
+        {
+            let _ = inner.save();
         }
     }
 
@@ -226,8 +313,23 @@ impl SpendTracker {
         };
         let today = inner.local_date(now_ms);
         inner.ledger.roll_to(today);
+        let caps = inner.config.caps;
+        if inner.ledger.forget_unseen(now_ms, caps) > 0 {
+            inner.dirty = true;
+        }
+        inner
+            .ledger
+            .otlp_streams
+            .forget_before(now_ms.saturating_sub(caps.forget_after_ms));
         inner.batch(now_ms)
     }
+}
+
+/// Lookups binary-search these lists; a hand-edited file may be unsorted.
+fn sorted(mut ledger: Ledger) -> Ledger {
+    ledger.lifetime.sort_by(|a, b| a.0.cmp(&b.0));
+    ledger.month_to_date.sort_by(|a, b| a.0.cmp(&b.0));
+    ledger
 }
 
 impl Inner {
@@ -242,9 +344,12 @@ impl Inner {
         }
     }
 
-    fn record(&mut self, events: Vec<(UsageEvent, i64)>) -> IngestSummary {
+    /// Records events; one stamped later than `now_ms` (a client clock ahead, up to the hour
+    /// the endpoints allow) counts as of now, so only the clock moves the month.
+    fn record(&mut self, events: Vec<(UsageEvent, i64)>, now_ms: i64) -> IngestSummary {
         let mut summary = IngestSummary::default();
         for (event, ms) in events {
+            let ms = ms.min(now_ms);
             let date = self.local_date(ms);
             let day = format!("{:04}-{:02}-{:02}", date.year, date.month, date.day);
             let cost = self
@@ -255,32 +360,38 @@ impl Inner {
             if cost.is_none() && event.tokens.input + event.tokens.output > 0.0 {
                 summary.unpriced += 1;
                 let pair = (event.provider.clone(), event.model.clone());
-                if self.warned_unpriced.insert(pair) {
-                    warn!(provider = %event.provider, model = %event.model, "No price for this model; its tokens are counted in prismwatch_ai_unpriced_tokens_total, not priced at zero. Add it under [[ai.prices]].");
+                if self.warned_unpriced.len() < 1_000 && self.warned_unpriced.insert(pair) {
+                    warn!(provider = ?event.provider, model = ?event.model, "No price for this model; its tokens are counted in prismwatch_ai_unpriced_tokens_total, not priced at zero. Add it under [[ai.prices]].");
                 }
             }
             let caps = self.config.caps;
-            self.ledger.record(event, date, cost, caps);
+            self.ledger.record(event, ms, date, cost, caps);
             summary.accepted += 1;
         }
-        self.dirty |= summary.accepted > 0;
         summary
     }
 
-    /// Writes the ledger next to its file and renames it over, so a crash never leaves half a file.
-    fn save(&mut self) {
-        if !self.dirty {
-            return;
-        }
-        let temporary = self.state_path.with_extension("json.tmp");
+    /// Writes the ledger durably (temporary file, fsync, rename, fsync of the directory).
+    fn save(&mut self) -> Result<(), IngestError> {
         let result = serde_json::to_vec(&self.ledger)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&temporary, bytes))
-            .and_then(|()| std::fs::rename(&temporary, &self.state_path));
+            .and_then(|bytes| crate::state_file::write_durable(&self.state_path, &bytes));
         match result {
-            Ok(()) => self.dirty = false,
+            Ok(()) => {
+                if self.save_error.take().is_some() {
+                    tracing::info!(path = %self.state_path.display(), "The spend state is saved again.");
+                }
+                self.dirty = false;
+                Ok(())
+            }
             Err(error) => {
-                warn!(%error, path = %self.state_path.display(), "Cannot save the spend state; it stays in memory and is retried.")
+                metrics::counter!("prismwatch_ai_state_save_failures_total").increment(1);
+                if self.save_error.is_none() {
+                    tracing::error!(%error, path = %self.state_path.display(), "Cannot save the spend state; AI usage is refused (503) until it can be saved.");
+                }
+                let reason = format!("{}: {error}", self.state_path.display());
+                self.save_error = Some(reason.clone());
+                Err(IngestError::NotDurable(reason))
             }
         }
     }
@@ -618,5 +729,76 @@ impl Collector for SpendCollector {
     async fn collect(&mut self) -> Result<Batch, CollectError> {
         self.tracker.save();
         Ok(self.tracker.batch(crate::collector::now_ms()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracker(dir: &Path) -> SpendTracker {
+        let config = crate::config::parse(
+            "test",
+            "[ai]\ntime_zone = \"UTC\"\n",
+            &crate::config::Overrides::default(),
+        )
+        .map(|c| c.ai)
+        .unwrap_or_else(|e| panic!("{e}"));
+        SpendTracker::open(config, dir)
+    }
+
+    fn event(input: f64) -> UsageEvent {
+        UsageEvent {
+            provider: "openai".into(),
+            model: "gpt-4o".into(),
+            tokens: pricing::Tokens {
+                input,
+                ..pricing::Tokens::default()
+            },
+            requests: 1.0,
+            ..UsageEvent::default()
+        }
+    }
+
+    fn ms(time: &str) -> i64 {
+        time.parse::<jiff::Timestamp>()
+            .map(|t| t.as_millisecond())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_month_rolls_with_the_clock_not_with_an_event_ahead_of_it() -> Result<(), IngestError> {
+        let dir = tempfile::tempdir().map_err(|e| IngestError::NotDurable(e.to_string()))?;
+        let tracker = tracker(dir.path());
+        let now = ms("2026-11-30T23:30:00Z");
+        tracker.ingest(vec![(event(100.0), ms("2026-11-30T12:00:00Z"))], now)?;
+        // Stamped ten minutes into December by a client clock that runs ahead.
+        tracker.ingest(vec![(event(10.0), ms("2026-12-01T00:10:00Z"))], now)?;
+        tracker.ingest(vec![(event(1.0), ms("2026-11-30T23:31:00Z"))], now + 60_000)?;
+        let november = tracker.report(now + 60_000).map(|r| (r.month, r.tokens));
+        assert_eq!(november, Some(("2026-11".to_string(), 111.0)));
+        // The clock reaches December: a new month from zero.
+        let december = tracker
+            .report(ms("2026-12-01T00:00:01Z"))
+            .map(|r| (r.month, r.tokens));
+        assert_eq!(december, Some(("2026-12".to_string(), 0.0)));
+        Ok(())
+    }
+
+    #[test]
+    fn a_failed_save_keeps_nothing_of_the_request() -> Result<(), IngestError> {
+        let dir = tempfile::tempdir().map_err(|e| IngestError::NotDurable(e.to_string()))?;
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).map_err(|e| IngestError::NotDurable(e.to_string()))?;
+        let tracker = tracker(&state);
+        let now = ms("2026-11-20T10:00:00Z");
+        tracker.ingest(vec![(event(100.0), now)], now)?;
+        std::fs::remove_dir_all(&state).map_err(|e| IngestError::NotDurable(e.to_string()))?;
+        std::fs::write(&state, "a file").map_err(|e| IngestError::NotDurable(e.to_string()))?;
+        let refused = tracker.ingest(vec![(event(1_000.0), now)], now);
+        assert!(matches!(refused, Err(IngestError::NotDurable(_))));
+        assert!(tracker.save_problem().is_some());
+        assert_eq!(tracker.report(now).map(|r| r.tokens), Some(100.0));
+        Ok(())
     }
 }

@@ -108,7 +108,10 @@ impl SqlUsageCollector {
         }
         let count = events.len();
         self.tracker
-            .ingest_with_watermark(events, &self.query_name, newest);
+            .ingest_with_watermark(events, &self.query_name, newest, crate::collector::now_ms())
+            .map_err(|error| {
+                CollectError::Other(format!("AI usage query `{}`: {error}", self.query_name))
+            })?;
         Ok(count)
     }
 }
