@@ -5,6 +5,7 @@
 mod ai;
 mod error;
 mod file;
+mod recover;
 mod secret;
 mod targets;
 
@@ -168,8 +169,16 @@ pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, Config
 /// Parses and validates configuration text; `origin` names it in errors.
 pub fn parse(origin: &str, text: &str, overrides: &Overrides) -> Result<Config, ConfigErrors> {
     let source = Source { origin, text };
-    let file: FileConfig = toml::from_str(text).map_err(|error| source.from_toml(&error))?;
-    file::validate(&source, file, overrides)
+    let (file, mut errors) = recover::deserialize_all::<FileConfig>(&source);
+    // The keys with errors are left out; the rest is still validated so one run reports all.
+    match file.map(|file| file::validate(&source, file, overrides)) {
+        Some(Ok(config)) if errors.is_empty() => return Ok(config),
+        Some(Ok(_)) | None => {}
+        Some(Err(more)) => errors.extend(more.0),
+    }
+    // In the order of the file; problems from flags and rule files after it.
+    errors.sort_by_key(|e| (e.origin != origin, e.position.unwrap_or((usize::MAX, 0))));
+    Err(ConfigErrors(errors))
 }
 
 /// The state directory used when neither the file nor `--state-dir` names one: systemd's
