@@ -58,7 +58,7 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
     let rules = crate::rules::manager::spawn(
-        RuleSet::from_paths(&config.rules),
+        RuleSet::from_config(&config),
         Arc::clone(&history),
         &config.state_dir,
         crate::rules::engine::Context {
@@ -118,7 +118,7 @@ pub async fn run(
                         match apply(&current, &next, &history, &auth, &readiness, &status, &spend, &mut server, &mut collectors, &state, &tracker, &shutdown).await {
                             Ok(()) => {
                                 info!(config = %next.origin, "Configuration reloaded.");
-                                rules.reload(RuleSet::from_paths(&next.rules), next.external_labels.clone());
+                                rules.reload(RuleSet::from_config(&next), next.external_labels.clone());
                                 record_reload(true);
                                 current = next;
                             }

@@ -3,6 +3,7 @@
 //! resolved, TLS material loaded). Command-line flags override the file, as exporters do.
 
 mod ai;
+mod client;
 mod error;
 mod file;
 mod recover;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use ai::{AiConfig, AiSqlSource, LabelBudget};
+pub use client::{DaemonEndpoint, daemon_endpoint};
 pub use error::{ConfigError, ConfigErrors, Source};
 pub use file::{FileConfig, HumanDuration, LogFormat};
 pub use secret::{Secret, SecretRef};
@@ -51,7 +53,10 @@ pub struct Config {
     /// Where it came from: a file path or [`DEFAULT_CONFIG_ORIGIN`].
     pub origin: String,
     pub state_dir: PathBuf,
+    /// Rule files and directories, evaluated beside the built-in rules.
     pub rules: Vec<PathBuf>,
+    /// Whether the built-in default rules run (`builtin_rules`, default true).
+    pub builtin_rules: bool,
     /// `$externalLabels` of alert templates, sorted.
     pub external_labels: Vec<(String, String)>,
     pub log: LogConfig,
