@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, LogFormat, Overrides};
 
@@ -12,18 +12,28 @@ pub const EXIT_USAGE: u8 = 64;
 /// Exit code when the daemon cannot start because of its configuration (sysexits EX_CONFIG).
 pub const EXIT_CONFIG: u8 = 78;
 
+/// The command line. Without a subcommand it runs the daemon, which takes the daemon options;
+/// each subcommand takes only the options it uses.
 #[derive(Debug, Parser)]
 #[command(
     name = "prismwatch",
     version,
-    about = "Host observability agent: collects host metrics, keeps a bounded history, serves /metrics."
+    about = "Host observability agent: collects host metrics, keeps a bounded history, serves /metrics.",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+/// The daemon's options: each overrides its key of the configuration file.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
     /// Configuration file (TOML). Without it the embedded defaults are used.
-    #[arg(long, value_name = "FILE", env = "PRISMWATCH_CONFIG", global = true)]
+    #[arg(long, value_name = "FILE", env = "PRISMWATCH_CONFIG")]
     pub config: Option<PathBuf>,
 
     /// Address to serve on, e.g. 127.0.0.1:9777 (overrides web.listen).
@@ -31,11 +41,11 @@ pub struct Cli {
     pub listen: Option<String>,
 
     /// Directory for durable state (overrides state_dir).
-    #[arg(long, value_name = "DIR", global = true)]
+    #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
-    /// Rule file or directory; repeatable (added to the file's rules).
-    #[arg(long = "rules", value_name = "PATH", global = true)]
+    /// Rule file or directory; repeatable (added to the file's rules and the built-in ones).
+    #[arg(long = "rules", value_name = "PATH")]
     pub rules: Vec<PathBuf>,
 
     /// Host collection interval, e.g. 1s or 15s (overrides host.interval).
@@ -65,7 +75,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Validate a configuration file without starting; exits non-zero on any error.
+    /// Validate a configuration file without starting, and list the rule files in force;
+    /// exits non-zero on any error.
     CheckConfig {
         /// The file to check.
         file: PathBuf,
@@ -80,9 +91,13 @@ pub enum Command {
     Query {
         /// The expression, e.g. 'rate(node_cpu_seconds_total{mode="idle"}[5m])'.
         expr: String,
-        /// The daemon's address.
-        #[arg(long, default_value = "http://127.0.0.1:9777")]
-        url: String,
+        /// The daemon's address, e.g. http://127.0.0.1:9777. Default: web.listen of the
+        /// configuration (--config, else the embedded default).
+        #[arg(long)]
+        url: Option<String>,
+        /// The daemon's configuration file: where it listens and its bearer token.
+        #[arg(long, value_name = "FILE", env = "PRISMWATCH_CONFIG")]
+        config: Option<PathBuf>,
         /// Evaluation time (unix seconds or RFC 3339); now when omitted.
         #[arg(long)]
         time: Option<String>,
@@ -92,7 +107,8 @@ pub enum Command {
         /// Step of a range query.
         #[arg(long, default_value = "15s")]
         step: String,
-        /// Bearer token when the daemon requires one.
+        /// Bearer token when the daemon requires one (default: web.bearer_token of the
+        /// configuration).
         #[arg(long, env = "PRISMWATCH_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
@@ -106,6 +122,12 @@ pub enum Command {
         /// completed days and the forecast are those of that moment.
         #[arg(long, value_name = "TIME")]
         at: Option<String>,
+        /// The daemon's configuration file (prices, budgets, state directory).
+        #[arg(long, value_name = "FILE", env = "PRISMWATCH_CONFIG")]
+        config: Option<PathBuf>,
+        /// The daemon's state directory (overrides state_dir of the configuration).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
     },
 }
 
@@ -125,7 +147,7 @@ pub enum RulesCommand {
     },
 }
 
-impl Cli {
+impl DaemonArgs {
     pub fn overrides(&self) -> Overrides {
         Overrides {
             listen: self.listen.clone(),
@@ -156,18 +178,30 @@ pub fn main() -> ExitCode {
     };
     let _ = rustls::crypto::ring::default_provider().install_default();
     match &cli.command {
-        Some(Command::CheckConfig { file }) => check_config(file, &cli.overrides()),
-        Some(Command::Spend { json, at }) => spend(&cli, *json, at.as_deref()),
+        Some(Command::CheckConfig { file }) => check_config(file),
+        Some(Command::Spend {
+            json,
+            at,
+            config,
+            state_dir,
+        }) => spend(
+            config.as_deref(),
+            state_dir.as_deref(),
+            *json,
+            at.as_deref(),
+        ),
         Some(Command::Query {
             expr,
             url,
+            config,
             time,
             range,
             step,
             token,
         }) => query(
             expr,
-            url,
+            url.as_deref(),
+            config.as_deref(),
             time.as_deref(),
             range.as_deref(),
             step,
@@ -179,12 +213,12 @@ pub fn main() -> ExitCode {
         Some(Command::Rules {
             command: RulesCommand::Test { files },
         }) => rules_test(files),
-        None => run_daemon(&cli),
+        None => run_daemon(&cli.daemon),
     }
 }
 
-fn check_config(file: &std::path::Path, overrides: &Overrides) -> ExitCode {
-    match config::load(Some(file), overrides) {
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match config::load(Some(file), &Overrides::default()) {
         Ok(config) => {
             println!(
                 "{}: valid (listen {}, host collector {}, history {} / {} series, {} PostgreSQL, {} PgBouncer, {} Redis targets)",
@@ -201,6 +235,7 @@ fn check_config(file: &std::path::Path, overrides: &Overrides) -> ExitCode {
                 config.targets.pgbouncer.len(),
                 config.targets.redis.len()
             );
+            print!("{}", rules_in_force(&config));
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -211,19 +246,61 @@ fn check_config(file: &std::path::Path, overrides: &Overrides) -> ExitCode {
     }
 }
 
+/// The rule files a configuration runs, one a line, for `check-config`.
+fn rules_in_force(config: &config::Config) -> String {
+    let mut out = String::from("rules in force:\n");
+    if config.builtin_rules {
+        for (name, text) in crate::rules::BUILTIN {
+            let groups =
+                crate::rules::load_text(std::path::Path::new(name), text).unwrap_or_default();
+            out.push_str(&format!("  {name}: {}\n", rule_count(&groups)));
+        }
+    } else {
+        out.push_str("  built-in rules: off (builtin_rules = false)\n");
+    }
+    let files = crate::rules::find_rule_files(&config.rules);
+    for file in &files.rules {
+        // The configuration is valid, so every file loads.
+        let groups = crate::rules::load_file(file).unwrap_or_default();
+        out.push_str(&format!("  {}: {}\n", file.display(), rule_count(&groups)));
+    }
+    for test in &files.tests {
+        out.push_str(&format!(
+            "  {}: a rule unit test file, skipped (run it with `prismwatch rules test`)\n",
+            test.display()
+        ));
+    }
+    out
+}
+
+/// "3 rules in 1 group".
+fn rule_count(groups: &[crate::rules::Group]) -> String {
+    let rules: usize = groups.iter().map(|g| g.rules.len()).sum();
+    format!(
+        "{} in {}",
+        counted(rules, "rule", "rules"),
+        counted(groups.len(), "group", "groups")
+    )
+}
+
+/// A count with its noun in the right number.
+pub fn counted(count: usize, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
+}
+
 fn rules_check(paths: &[PathBuf]) -> ExitCode {
-    let files = crate::rules::rule_files(paths);
+    let found = crate::rules::find_rule_files(paths);
+    for test in &found.tests {
+        println!(
+            "{}: a rule unit test file, skipped (run it with `prismwatch rules test`)",
+            test.display()
+        );
+    }
+    let files = found.rules;
     let mut failed = 0;
     for file in &files {
         match crate::rules::load_file(file) {
-            Ok(groups) => {
-                let rules: usize = groups.iter().map(|g| g.rules.len()).sum();
-                println!(
-                    "{}: {rules} rules in {} groups",
-                    file.display(),
-                    groups.len()
-                );
-            }
+            Ok(groups) => println!("{}: {}", file.display(), rule_count(&groups)),
             Err(errors) => {
                 failed += 1;
                 for error in errors {
@@ -253,12 +330,32 @@ fn rules_check(paths: &[PathBuf]) -> ExitCode {
 
 fn query(
     expr: &str,
-    url: &str,
+    url: Option<&str>,
+    config_path: Option<&std::path::Path>,
     time: Option<&str>,
     range: Option<&str>,
     step: &str,
     token: Option<&str>,
 ) -> ExitCode {
+    // The daemon's configuration says where it listens and which token it wants; a flag wins.
+    let endpoint = if url.is_some() && (token.is_some() || config_path.is_none()) {
+        None
+    } else {
+        match config::daemon_endpoint(config_path) {
+            Ok(endpoint) => Some(endpoint),
+            Err(errors) => {
+                eprintln!("{errors}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        }
+    };
+    let url = url
+        .map(str::to_string)
+        .or_else(|| endpoint.as_ref().map(|e| e.url.clone()))
+        .unwrap_or_default();
+    let token = token
+        .map(str::to_string)
+        .or_else(|| endpoint.and_then(|e| e.token.map(|t| t.expose().to_string())));
     let now = crate::collector::now_ms();
     let (start, end) = match range.map(crate::rules::duration::parse) {
         None => (String::new(), String::new()),
@@ -272,11 +369,11 @@ fn query(
         }
     };
     let request = crate::query_client::QueryRequest {
-        url,
+        url: &url,
         expr,
         time,
         range: range.map(|_| (start.as_str(), end.as_str(), step)),
-        token,
+        token: token.as_deref(),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -328,7 +425,12 @@ fn rules_test(files: &[PathBuf]) -> ExitCode {
     }
 }
 
-fn spend(cli: &Cli, json: bool, at: Option<&str>) -> ExitCode {
+fn spend(
+    config_path: Option<&std::path::Path>,
+    state_dir: Option<&std::path::Path>,
+    json: bool,
+    at: Option<&str>,
+) -> ExitCode {
     let now_ms = match at.map(crate::http::query::parse_time).transpose() {
         Ok(at) => at.unwrap_or_else(crate::collector::now_ms),
         Err(error) => {
@@ -336,7 +438,11 @@ fn spend(cli: &Cli, json: bool, at: Option<&str>) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let config = match config::load(cli.config.as_deref(), &cli.overrides()) {
+    let overrides = Overrides {
+        state_dir: state_dir.map(std::path::Path::to_path_buf),
+        ..Overrides::default()
+    };
+    let config = match config::load(config_path, &overrides) {
         Ok(config) => config,
         Err(errors) => {
             eprintln!("{errors}");
@@ -372,7 +478,7 @@ fn spend(cli: &Cli, json: bool, at: Option<&str>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run_daemon(cli: &Cli) -> ExitCode {
+fn run_daemon(cli: &DaemonArgs) -> ExitCode {
     let overrides = cli.overrides();
     let config = match config::load(cli.config.as_deref(), &overrides) {
         Ok(config) => config,

@@ -58,7 +58,7 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
     let rules = crate::rules::manager::spawn(
-        RuleSet::from_paths(&config.rules),
+        RuleSet::from_config(&config),
         Arc::clone(&history),
         &config.state_dir,
         crate::rules::engine::Context {
@@ -123,7 +123,7 @@ pub async fn run(
                                 if !removed.is_empty() {
                                     warn!(removed = %removed.join(", "), "The reloaded configuration removes protection of the endpoints: {}.", removed.join(", "));
                                 }
-                                rules.reload(RuleSet::from_paths(&next.rules), next.external_labels.clone());
+                                rules.reload(RuleSet::from_config(&next), next.external_labels.clone());
                                 record_reload(true);
                                 current = next;
                             }

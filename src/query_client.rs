@@ -26,7 +26,7 @@ pub async fn run(request: &QueryRequest<'_>) -> Result<String, String> {
     let base = request.url.trim_end_matches('/');
     let rest = base.strip_prefix("http://").ok_or_else(|| {
         format!(
-            "--url {base}: only http:// addresses are supported (query the daemon on its loopback address)"
+            "{base}: `prismwatch query` speaks plain HTTP only; a daemon serving HTTPS (web.tls) answers the same /api/v1/query to curl --cacert"
         )
     })?;
     let (authority, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -121,12 +121,13 @@ fn labels(metric: &Json) -> String {
     format!("{name}{{{}}}", rest.join(", "))
 }
 
+/// `VALUE @ TIME`, the time in RFC 3339 (UTC) so a person can read it.
 fn point(p: &Json) -> String {
-    format!(
-        "{} @{}",
-        p[1].as_str().unwrap_or("?"),
-        p[0].as_f64().unwrap_or(0.0)
-    )
+    let seconds = p[0].as_f64().unwrap_or(0.0);
+    let time = jiff::Timestamp::from_millisecond((seconds * 1000.0).round() as i64)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| seconds.to_string());
+    format!("{} @ {time}", p[1].as_str().unwrap_or("?"))
 }
 
 /// The answer as text, like `promtool query`.
@@ -168,6 +169,15 @@ mod tests {
         assert_eq!(encode("rate(x[5m]) > 0"), "rate%28x%5B5m%5D%29%20%3E%200");
         let data = serde_json::json!({"resultType": "vector", "result": [
             {"metric": {"__name__": "up", "job": "a"}, "value": [1.5, "1"]}]});
-        assert_eq!(render(&data), "up{job=\"a\"} => 1 @1.5\n");
+        assert_eq!(
+            render(&data),
+            "up{job=\"a\"} => 1 @ 1970-01-01T00:00:01.5Z\n"
+        );
+        let data = serde_json::json!({"resultType": "matrix", "result": [
+            {"metric": {"__name__": "up"}, "values": [[1764657458, "1"], [1764657473.25, "0"]]}]});
+        assert_eq!(
+            render(&data),
+            "up{} =>\n  1 @ 2025-12-02T06:37:38Z\n  0 @ 2025-12-02T06:37:53.25Z\n"
+        );
     }
 }

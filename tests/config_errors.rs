@@ -154,6 +154,40 @@ fn every_error_is_reported_at_once() {
     assert!(report.contains("2 error(s) in bad.toml"), "{report}");
 }
 
+/// Serde stops at the first error; the file is still checked to its end.
+#[test]
+fn every_bad_value_and_unknown_key_of_a_file_is_reported_in_one_run() {
+    let (code, report) = check_config(concat!(
+        "[host]\n",
+        "interval = \"soon\"\n",
+        "timeout = \"later\"\n",
+        "colour = \"blue\"\n",
+        "[history]\n",
+        "retention = \"a while\"\n",
+        "max_series = 0\n",
+        "[[redis]]\n",
+        "url = \"redis://127.0.0.1:6379\"\n",
+        "interval = \"often\"\n",
+        "timeout = \"never\"\n",
+    ));
+    assert_ne!(code, 0, "{report}");
+    for expected in [
+        "bad.toml:2:12: key `host.interval`: invalid duration `soon`",
+        "bad.toml:3:11: key `host.timeout`: invalid duration `later`",
+        "bad.toml:4:1: key `host.colour`: unknown field `colour`",
+        "bad.toml:6:13: key `history.retention`: invalid duration `a while`",
+        "bad.toml:7:14: key `history.max_series`: 0 is out of range",
+        "bad.toml:10:12: key `redis.interval`: invalid duration `often`",
+        "bad.toml:11:11: key `redis.timeout`: invalid duration `never`",
+    ] {
+        assert!(
+            report.contains(expected),
+            "expected `{expected}` in:\n{report}"
+        );
+    }
+    assert!(report.contains("7 error(s) in bad.toml"), "{report}");
+}
+
 #[test]
 fn the_example_config_is_valid() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/prismwatch.toml");

@@ -137,3 +137,84 @@ fn every_shipped_and_community_expression_evaluates() {
         failures.join("\n")
     );
 }
+
+/// Teams keep promtool test files next to their rules: a rules directory with one is still a
+/// valid rules directory, and the test file is named as skipped.
+#[test]
+fn unit_test_files_in_a_rules_directory_are_skipped_with_a_line_that_says_so() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("app.yml"),
+        "groups:\n  - name: app\n    rules:\n      - alert: AppDown\n        expr: up == 0\n",
+    )
+    .expect("write rules");
+    let test_file = dir.path().join("app_test.yml");
+    std::fs::write(
+        &test_file,
+        "rule_files: [app.yml]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series: []\n",
+    )
+    .expect("write test");
+    let rules_dir = dir.path().display().to_string();
+    let (code, text) = rules_check(&[&rules_dir]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("app.yml: 1 rule in 1 group"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "{}: a rule unit test file, skipped",
+            test_file.display()
+        )),
+        "{text}"
+    );
+
+    // The configuration that names the directory is valid and says what is in force: the
+    // built-in rules, the file, and the skipped test file.
+    let config = dir.path().join("prismwatch.toml");
+    std::fs::write(&config, format!("rules = [{rules_dir:?}]\n")).expect("write config");
+    let output = Command::new(env!("CARGO_BIN_EXE_prismwatch"))
+        .arg("check-config")
+        .arg(&config)
+        .output()
+        .expect("run check-config");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{text}");
+    for line in [
+        "rules in force:".to_string(),
+        "  builtin:rules/host.yml: ".to_string(),
+        "  builtin:rules/ai-spend.yml: ".to_string(),
+        format!(
+            "  {}: 1 rule in 1 group",
+            dir.path().join("app.yml").display()
+        ),
+        format!("  {}: a rule unit test file, skipped", test_file.display()),
+    ] {
+        assert!(text.contains(&line), "`{line}` missing in:\n{text}");
+    }
+
+    // Named on its own, a test file is an error that says what it is.
+    let (code, text) = rules_check(&[&test_file.display().to_string()]);
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains("this is a rule unit test file"), "{text}");
+}
+
+#[test]
+fn check_config_says_when_the_builtin_rules_are_off() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("prismwatch.toml");
+    std::fs::write(&config, "builtin_rules = false\n").expect("write config");
+    let output = Command::new(env!("CARGO_BIN_EXE_prismwatch"))
+        .arg("check-config")
+        .arg(&config)
+        .output()
+        .expect("run check-config");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("built-in rules: off (builtin_rules = false)"),
+        "{text}"
+    );
+    assert!(!text.contains("builtin:rules/"), "{text}");
+}

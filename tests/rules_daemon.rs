@@ -427,6 +427,115 @@ fn default_rules_run_with_no_configuration() {
     );
 }
 
+fn group_files(daemon: &Daemon) -> Vec<String> {
+    let rules = daemon.get("/api/v1/rules", &[]);
+    assert_eq!(rules.status, 200, "{}", rules.body);
+    let json: serde_json::Value = serde_json::from_str(&rules.body).expect("JSON");
+    json["data"]["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .filter_map(|g| g["file"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// A rule file of one's own adds to the built-in rules; only `builtin_rules = false` drops them.
+#[test]
+fn own_rule_files_run_beside_the_builtin_rules() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = write_rules(dir.path(), RULES);
+    let builtin = [
+        "builtin:rules/host.yml",
+        "builtin:rules/postgres.yml",
+        "builtin:rules/redis.yml",
+        "builtin:rules/ai-spend.yml",
+    ];
+
+    let daemon = Daemon::start_ready(Some(&format!("rules = [{path:?}]\n")), &[]);
+    let files = group_files(&daemon);
+    for file in builtin.iter().copied().chain([path.as_str()]) {
+        assert!(
+            files.iter().any(|f| f == file),
+            "{file} missing from {files:?}"
+        );
+    }
+    assert_eq!(files.len(), 6, "5 built-in groups and ours: {files:?}");
+    drop(daemon);
+
+    let daemon = Daemon::start_ready(None, &["--rules", &path]);
+    assert_eq!(group_files(&daemon).len(), 6, "--rules adds too");
+    drop(daemon);
+
+    let daemon = Daemon::start_ready(
+        Some(&format!("rules = [{path:?}]\nbuiltin_rules = false\n")),
+        &[],
+    );
+    assert_eq!(group_files(&daemon), vec![path.clone()]);
+}
+
+/// `prismwatch query --config FILE` asks the daemon where that file makes it listen, with the
+/// file's bearer token; it takes no daemon option.
+#[test]
+fn query_finds_the_daemon_and_its_token_in_the_config() {
+    let daemon = Daemon::start_listening_from_config(
+        "builtin_rules = false\n[web]\nlisten = \"{listen}\"\nbearer_token = \"query-test-token\"\n",
+        &[],
+    );
+    common::wait_http_ok(&daemon.address, "/healthz");
+    let output = Command::new(env!("CARGO_BIN_EXE_prismwatch"))
+        .args(["query", "vector(7)", "--config"])
+        .arg(daemon.config_path())
+        .env_remove("PRISMWATCH_TOKEN")
+        .output()
+        .expect("run prismwatch query");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("{} => 7 @ 20"), "an RFC 3339 time: {text}");
+
+    // A range query prints times a person reads, not unix seconds.
+    let output = Command::new(env!("CARGO_BIN_EXE_prismwatch"))
+        .args([
+            "query",
+            "--range",
+            "30s",
+            "--step",
+            "10s",
+            "vector(1)",
+            "--config",
+        ])
+        .arg(daemon.config_path())
+        .env_remove("PRISMWATCH_TOKEN")
+        .output()
+        .expect("run prismwatch query --range");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    let times: Vec<&str> = text.lines().filter(|l| l.starts_with("  1 @ ")).collect();
+    assert!(times.len() >= 3, "{text}");
+    assert!(
+        times.iter().all(|l| l.ends_with('Z') && l.contains('T')),
+        "{text}"
+    );
+
+    // Options of the daemon are not options of query.
+    let help = Command::new(env!("CARGO_BIN_EXE_prismwatch"))
+        .args(["query", "--help"])
+        .output()
+        .expect("run prismwatch query --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    for absent in ["--state-dir", "--rules", "--listen"] {
+        assert!(!help.contains(absent), "{absent} offered by query:\n{help}");
+    }
+    let refused = Command::new(env!("CARGO_BIN_EXE_prismwatch"))
+        .args(["query", "--state-dir", "/tmp", "up"])
+        .output()
+        .expect("run prismwatch query --state-dir");
+    assert_eq!(refused.status.code(), Some(64));
+}
+
 #[test]
 fn a_slow_group_delays_no_other_group_and_counts_its_missed_iterations() {
     // The slow group's rules each evaluate every series ten thousand times (a 10 s subquery

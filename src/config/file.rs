@@ -26,6 +26,8 @@ pub struct FileConfig {
     pub state_dir: Option<Spanned<PathBuf>>,
     /// Rule files or directories of rule files, in Prometheus' format.
     pub rules: Vec<Spanned<PathBuf>>,
+    /// Whether the built-in default rules run beside `rules` (default true).
+    pub builtin_rules: Option<bool>,
     /// Labels identifying this host to alert templates (`$externalLabels`), as Prometheus'
     /// `global.external_labels`.
     pub external_labels: std::collections::BTreeMap<String, String>,
@@ -483,6 +485,7 @@ pub fn validate(
             origin: source.origin.to_string(),
             state_dir,
             rules,
+            builtin_rules: file.builtin_rules.unwrap_or(true),
             external_labels: file.external_labels.into_iter().collect(),
             log: LogConfig {
                 level,

@@ -3,10 +3,12 @@
 //! resolved, TLS material loaded). Command-line flags override the file, as exporters do.
 
 mod ai;
+mod client;
 mod error;
 mod file;
 mod query;
 mod reload;
+mod recover;
 mod secret;
 mod targets;
 
@@ -16,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use ai::{AiConfig, AiSqlSource, LabelBudget};
+pub use client::{DaemonEndpoint, daemon_endpoint};
 pub use error::{ConfigError, ConfigErrors, Source};
 pub use file::{FileConfig, HumanDuration, LogFormat};
 pub use query::QueryConfig;
@@ -54,7 +57,10 @@ pub struct Config {
     /// Where it came from: a file path or [`DEFAULT_CONFIG_ORIGIN`].
     pub origin: String,
     pub state_dir: PathBuf,
+    /// Rule files and directories, evaluated beside the built-in rules.
     pub rules: Vec<PathBuf>,
+    /// Whether the built-in default rules run (`builtin_rules`, default true).
+    pub builtin_rules: bool,
     /// `$externalLabels` of alert templates, sorted.
     pub external_labels: Vec<(String, String)>,
     pub log: LogConfig,
@@ -178,8 +184,16 @@ pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, Config
 /// Parses and validates configuration text; `origin` names it in errors.
 pub fn parse(origin: &str, text: &str, overrides: &Overrides) -> Result<Config, ConfigErrors> {
     let source = Source { origin, text };
-    let file: FileConfig = toml::from_str(text).map_err(|error| source.from_toml(&error))?;
-    file::validate(&source, file, overrides)
+    let (file, mut errors) = recover::deserialize_all::<FileConfig>(&source);
+    // The keys with errors are left out; the rest is still validated so one run reports all.
+    match file.map(|file| file::validate(&source, file, overrides)) {
+        Some(Ok(config)) if errors.is_empty() => return Ok(config),
+        Some(Ok(_)) | None => {}
+        Some(Err(more)) => errors.extend(more.0),
+    }
+    // In the order of the file; problems from flags and rule files after it.
+    errors.sort_by_key(|e| (e.origin != origin, e.position.unwrap_or((usize::MAX, 0))));
+    Err(ConfigErrors(errors))
 }
 
 /// The state directory used when neither the file nor `--state-dir` names one: systemd's

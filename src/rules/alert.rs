@@ -26,8 +26,14 @@ pub struct Alert {
     /// Saved as a number, or `"+Inf"`/`"-Inf"`/`"NaN"` (JSON has no such numbers).
     #[serde(with = "crate::state_file::float")]
     pub value: f64,
-    /// When the expression first returned this label set (ms since the epoch).
+    /// When the expression first returned this label set (ms since the epoch). A restart never
+    /// moves it: it is what `activeAt` and `ALERTS_FOR_STATE` report.
     pub active_at: i64,
+    /// When `for` started counting, if not at `active_at`: a restart that postponed firing (see
+    /// [`RuleAlerts::restore`]) sets it, so the downtime does not count without rewriting when
+    /// the alert became active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_from: Option<i64>,
     pub fired_at: Option<i64>,
     pub resolved_at: Option<i64>,
     /// Since when the expression stopped returning it while `keep_firing_for` holds it.
@@ -108,6 +114,7 @@ impl RuleAlerts {
                             state: AlertState::Pending,
                             value,
                             active_at: now,
+                            hold_from: None,
                             fired_at: None,
                             resolved_at: None,
                             keep_firing_since: None,
@@ -143,7 +150,7 @@ impl RuleAlerts {
         for alert in self.alerts.values_mut() {
             if alert.state == AlertState::Pending
                 && alert.last_seen == now
-                && now - alert.active_at >= hold_ms
+                && now - alert.hold_from.unwrap_or(alert.active_at) >= hold_ms
             {
                 alert.state = AlertState::Firing;
                 alert.fired_at = Some(now);
@@ -165,15 +172,16 @@ impl RuleAlerts {
                 continue;
             }
             let down_at = alert.last_seen;
-            let remaining = hold_ms - (down_at - alert.active_at);
+            let counted_from = alert.hold_from.unwrap_or(alert.active_at);
+            let remaining = hold_ms - (down_at - counted_from);
             if remaining <= 0 {
                 continue;
             }
-            alert.active_at = if remaining < grace_ms {
+            alert.hold_from = Some(if remaining < grace_ms {
                 now + grace_ms - hold_ms
             } else {
-                alert.active_at + (now - down_at)
-            };
+                counted_from + (now - down_at)
+            });
         }
     }
 
@@ -296,14 +304,48 @@ mod tests {
         rule.evaluate(20 * MINUTE, vec![(labels("a"), 1.0)], hour, 0);
         let mut restored = rule.clone();
         restored.restore(140 * MINUTE, hour, grace);
-        let active_at = restored.alerts().next().map(|a| a.active_at);
-        assert_eq!(active_at, Some(120 * MINUTE), "40 minutes still to go");
+        let hold_from = restored.alerts().next().and_then(|a| a.hold_from);
+        assert_eq!(hold_from, Some(120 * MINUTE), "40 minutes still to go");
+        let firing_at = |mut rule: RuleAlerts, from: i64| {
+            (from..from + 2 * hour)
+                .step_by(MINUTE as usize)
+                .find(|now| {
+                    rule.evaluate(*now, vec![(labels("a"), 1.0)], hour, 0);
+                    states(&rule) == vec![("a".into(), AlertState::Firing)]
+                })
+        };
+        assert_eq!(
+            firing_at(restored.clone(), 140 * MINUTE),
+            Some(180 * MINUTE)
+        );
+        // A second restart counts from the postponed start, not from `active_at` again.
+        let mut again = restored.clone();
+        again.evaluate(150 * MINUTE, vec![(labels("a"), 1.0)], hour, 0);
+        again.restore(160 * MINUTE, hour, grace);
+        assert_eq!(
+            again.alerts().next().and_then(|a| a.hold_from),
+            Some(130 * MINUTE)
+        );
         // 55 of 60 minutes pending: it fires no earlier than the grace period after restart.
         rule.evaluate(55 * MINUTE, vec![(labels("a"), 1.0)], hour, 0);
         let mut restored = rule.clone();
         restored.restore(140 * MINUTE, hour, grace);
-        let active_at = restored.alerts().next().map(|a| a.active_at);
-        assert_eq!(active_at, Some(140 * MINUTE + grace - hour));
+        let hold_from = restored.alerts().next().and_then(|a| a.hold_from);
+        assert_eq!(hold_from, Some(140 * MINUTE + grace - hour));
+        assert_eq!(firing_at(restored, 140 * MINUTE), Some(150 * MINUTE));
+    }
+
+    /// `activeAt` is when the alert became active; a restart postpones firing without moving it.
+    #[test]
+    fn restoring_never_moves_active_at() {
+        let hour = 60 * MINUTE;
+        let mut rule = RuleAlerts::default();
+        rule.evaluate(0, vec![(labels("a"), 1.0)], hour, 0);
+        rule.evaluate(20 * MINUTE, vec![(labels("a"), 1.0)], hour, 0);
+        rule.restore(20 * MINUTE + 5_000, hour, 10 * MINUTE);
+        assert_eq!(rule.alerts().next().map(|a| a.active_at), Some(0));
+        assert_eq!(rule.series("A")[0].2, 0.0, "ALERTS_FOR_STATE keeps it too");
+        let grace = 10 * MINUTE;
         // A short `for` is left alone.
         let mut short = RuleAlerts::default();
         short.evaluate(0, vec![(labels("a"), 1.0)], 5 * MINUTE, 0);

@@ -35,36 +35,42 @@ pub const STATE_FILE: &str = "rules-state.json";
 const POLL_PERIOD: Duration = Duration::from_secs(2);
 const SAVE_PERIOD: Duration = Duration::from_secs(10);
 
-/// Which rules to run: the files named in the configuration, or the built-in defaults.
+/// Which rules to run: the built-in defaults (unless the configuration turns them off) and the
+/// files named in the configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RuleSet {
-    Builtin,
-    Files(Vec<PathBuf>),
+pub struct RuleSet {
+    pub builtin: bool,
+    pub files: Vec<PathBuf>,
 }
 
 impl RuleSet {
-    /// The configured files, or the built-in defaults when none are configured.
-    pub fn from_paths(paths: &[PathBuf]) -> RuleSet {
-        if paths.is_empty() {
-            RuleSet::Builtin
-        } else {
-            RuleSet::Files(paths.to_vec())
+    /// The rules a configuration puts in force.
+    pub fn from_config(config: &crate::config::Config) -> RuleSet {
+        RuleSet {
+            builtin: config.builtin_rules,
+            files: config.rules.clone(),
         }
     }
 
+    /// Loads every group: the built-in ones first, then the files' in order.
     fn load(&self) -> (Vec<Group>, Vec<RuleError>) {
-        match self {
-            RuleSet::Builtin => super::load_builtin(),
-            RuleSet::Files(paths) => super::load(paths),
+        let (mut groups, mut errors) = if self.builtin {
+            super::load_builtin()
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        for test in super::find_rule_files(&self.files).tests {
+            info!(file = %test.display(), "Skipped a rule unit test file in a rules directory; run it with `prismwatch rules test`.");
         }
+        let (file_groups, file_errors) = super::load(&self.files);
+        groups.extend(file_groups);
+        errors.extend(file_errors);
+        (groups, errors)
     }
 
     /// What a file change looks like: every rule file with its modification time and size.
     fn fingerprint(&self) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
-        let RuleSet::Files(paths) = self else {
-            return Vec::new();
-        };
-        super::rule_files(paths)
+        super::watched_files(&self.files)
             .into_iter()
             .map(|file| {
                 let meta = std::fs::metadata(&file).ok();

@@ -177,27 +177,87 @@ struct RuleSection {
     annotations: BTreeMap<String, String>,
 }
 
-/// Rule files named by `paths`: files as given, directories by their `*.yml` and `*.yaml`.
+/// Rule files named by `paths`: files as given, directories by their `*.yml` and `*.yaml` that
+/// are rule files (rule unit test files kept beside them are left out, see [`find_rule_files`]).
 pub fn rule_files(paths: &[PathBuf]) -> Vec<PathBuf> {
+    find_rule_files(paths).rules
+}
+
+/// What a list of rule paths holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuleFiles {
+    /// Files to load as rules.
+    pub rules: Vec<PathBuf>,
+    /// Rule unit test files (promtool's format) found in the directories: skipped, as
+    /// `promtool check rules` would refuse them and teams keep tests next to their rules.
+    pub tests: Vec<PathBuf>,
+}
+
+/// Sorts the files of `paths` into rule files and rule unit test files. A file named on its own
+/// is always a rule file (loading it says so if it is a test file).
+pub fn find_rule_files(paths: &[PathBuf]) -> RuleFiles {
+    let mut files = RuleFiles::default();
+    for path in paths {
+        if path.is_dir() {
+            for file in yaml_files(path) {
+                if is_unit_test_file(&file) {
+                    files.tests.push(file);
+                } else {
+                    files.rules.push(file);
+                }
+            }
+        } else {
+            files.rules.push(path.clone());
+        }
+    }
+    files
+}
+
+/// Every file of `paths` that a change of the rules could touch, without reading any: the files
+/// as given and the `*.yml`/`*.yaml` of directories.
+pub fn watched_files(paths: &[PathBuf]) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
-                .map(|entries| {
-                    entries
-                        .filter_map(Result::ok)
-                        .map(|e| e.path())
-                        .filter(|p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
-                        .collect()
-                })
-                .unwrap_or_default();
-            found.sort();
-            files.extend(found);
+            files.extend(yaml_files(path));
         } else {
             files.push(path.clone());
         }
     }
     files
+}
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+}
+
+/// The top-level keys that tell a rule file from a rule unit test file.
+#[derive(Deserialize)]
+struct FileKind {
+    groups: Option<serde::de::IgnoredAny>,
+    rule_files: Option<serde::de::IgnoredAny>,
+    tests: Option<serde::de::IgnoredAny>,
+}
+
+/// Whether `text` is a rule unit test file: `rule_files` or `tests` at the top, no `groups`.
+fn is_unit_test_text(text: &str) -> bool {
+    serde_saphyr::from_str::<FileKind>(text).is_ok_and(|kind| {
+        kind.groups.is_none() && (kind.rule_files.is_some() || kind.tests.is_some())
+    })
+}
+
+fn is_unit_test_file(file: &Path) -> bool {
+    std::fs::read_to_string(file).is_ok_and(|text| is_unit_test_text(&text))
 }
 
 /// Loads every file, returning the valid groups and every error found (not just the first).
@@ -268,8 +328,14 @@ pub fn load_text(file: &Path, text: &str) -> Result<Vec<Group>, Vec<RuleError>> 
         rule: rule.map(str::to_string),
         message,
     };
-    let parsed: RuleFile =
-        serde_saphyr::from_str(text).map_err(|e| vec![error(None, None, e.to_string())])?;
+    let parsed: RuleFile = serde_saphyr::from_str(text).map_err(|e| {
+        let message = if is_unit_test_text(text) {
+            "this is a rule unit test file (`rule_files` and `tests`), not a rule file: run it with `prismwatch rules test FILE`".to_string()
+        } else {
+            e.to_string()
+        };
+        vec![error(None, None, message)]
+    })?;
     let mut errors = Vec::new();
     let mut groups = Vec::new();
     let mut names = std::collections::BTreeSet::new();
