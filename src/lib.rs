@@ -16,4 +16,5 @@ pub mod model;
 pub mod query_client;
 pub mod rules;
 pub mod spend;
+pub mod store;
 pub mod telemetry;
