@@ -1,0 +1,4 @@
+//! Notifications: alerts from the rules become e-mails, webhooks and forwarded alerts.
+
+pub mod email;
+pub mod message;
