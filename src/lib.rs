@@ -13,6 +13,7 @@ pub mod history;
 pub mod http;
 pub mod logging;
 pub mod model;
+pub mod notify;
 pub mod query_client;
 pub mod rules;
 pub mod spend;
