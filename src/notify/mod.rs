@@ -16,4 +16,5 @@ pub mod time_interval;
 // Delivery: IO at the edges (store, transports, the actor).
 pub mod email;
 pub mod message;
+pub mod outbox;
 pub mod webhook;

@@ -196,7 +196,7 @@ impl Health {
             Some(error) => error!(
                 path = %path.display(),
                 %error,
-                "Cannot write the state store; notifications are kept in memory and retried, and /readyz reports not ready until a write succeeds."
+                "Cannot write the state store; what could not be written is retried, and /readyz reports not ready until a write succeeds."
             ),
             None => info!(path = %path.display(), "The state store is writable again."),
         }
