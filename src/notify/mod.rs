@@ -14,7 +14,9 @@ pub mod silence;
 pub mod time_interval;
 
 // Delivery: IO at the edges (store, transports, the actor).
+pub mod actor;
 pub mod email;
+pub mod forward;
 pub mod message;
 pub mod outbox;
 pub mod webhook;
