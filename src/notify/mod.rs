@@ -12,3 +12,4 @@ pub mod matcher;
 pub mod route;
 pub mod silence;
 pub mod time_interval;
+pub mod tool;
