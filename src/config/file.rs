@@ -41,6 +41,8 @@ pub struct FileConfig {
     pub redis: Vec<super::targets::RedisSection>,
     /// AI usage ingest, prices and budgets.
     pub ai: super::ai::AiSection,
+    /// Notifications: the Alertmanager file and the Alertmanagers to forward to.
+    pub alerting: super::alerting::AlertingSection,
 }
 
 /// `[log]`
@@ -380,6 +382,7 @@ pub fn validate(
     );
 
     let ai = super::ai::validate(source, &mut errors, &file.ai);
+    let alerting = super::alerting::validate(source, &mut errors, &file.alerting, overrides);
 
     // [log]
     let level = overrides
@@ -467,6 +470,7 @@ pub fn validate(
             host_filters,
             targets,
             ai,
+            alerting,
         }),
         _ => Err(ConfigErrors(errors)),
     }

@@ -3,6 +3,7 @@
 //! resolved, TLS material loaded). Command-line flags override the file, as exporters do.
 
 mod ai;
+mod alerting;
 mod error;
 mod file;
 mod secret;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use ai::{AiConfig, AiSqlSource, LabelBudget};
+pub use alerting::{AlertingSection, AlertingSettings};
 pub use error::{ConfigError, ConfigErrors, Source};
 pub use file::{FileConfig, HumanDuration, LogFormat};
 pub use secret::{Secret, SecretRef};
@@ -42,6 +44,8 @@ pub struct Overrides {
     pub postgres: Vec<String>,
     pub pgbouncer: Vec<String>,
     pub redis: Vec<String>,
+    /// `--alerting-config`: the Alertmanager file (wins over `[alerting] config_file`).
+    pub alerting_config: Option<PathBuf>,
 }
 
 /// The validated configuration.
@@ -60,6 +64,7 @@ pub struct Config {
     pub host_filters: HostFilters,
     pub targets: Targets,
     pub ai: AiConfig,
+    pub alerting: AlertingSettings,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

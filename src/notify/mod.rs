@@ -12,6 +12,7 @@ pub mod matcher;
 pub mod route;
 pub mod silence;
 pub mod time_interval;
+pub mod tool;
 
 // Delivery: IO at the edges (store, transports, the actor).
 pub mod actor;

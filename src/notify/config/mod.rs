@@ -44,6 +44,8 @@ pub struct Global {
     pub smtp_auth_password: Option<Secret>,
     pub smtp_auth_identity: Option<String>,
     pub smtp_require_tls: bool,
+    /// `smtp_tls_config`, the default of every email config without its own.
+    pub smtp_tls: TlsOptions,
 }
 
 impl Default for Global {
@@ -57,6 +59,7 @@ impl Default for Global {
             smtp_auth_password: None,
             smtp_auth_identity: None,
             smtp_require_tls: true,
+            smtp_tls: TlsOptions::default(),
         }
     }
 }

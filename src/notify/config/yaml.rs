@@ -36,15 +36,6 @@ impl Node {
         Ok(from_spanned(spanned))
     }
 
-    /// The text of a scalar (numbers and booleans as written in YAML's plain form).
-    pub fn as_str(&self) -> Option<String> {
-        match &self.value {
-            Value::Scalar(s) => Some(s.clone()),
-            Value::Bool(b) => Some(b.to_string()),
-            _ => None,
-        }
-    }
-
     pub fn is_null(&self) -> bool {
         matches!(self.value, Value::Null)
     }
