@@ -81,8 +81,27 @@ impl Store {
             path: path.to_path_buf(),
             cause,
         };
-        let mut connection = Connection::open(path).map_err(|e| open_error(e.to_string()))?;
+        let connection = Connection::open(path).map_err(|e| open_error(e.to_string()))?;
         configure(&connection).map_err(|e| open_error(e.to_string()))?;
+        Store::start(connection, path)
+    }
+
+    /// A store in memory, for when the state directory cannot hold one: the daemon keeps
+    /// delivering, but a restart loses what is queued (and `/readyz` says so).
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        let path = Path::new(":memory:");
+        let connection = Connection::open_in_memory().map_err(|e| StoreError::Open {
+            path: path.to_path_buf(),
+            cause: e.to_string(),
+        })?;
+        Store::start(connection, path)
+    }
+
+    fn start(mut connection: Connection, path: &Path) -> Result<Store, StoreError> {
+        let open_error = |cause: String| StoreError::Open {
+            path: path.to_path_buf(),
+            cause,
+        };
         let applied = migrations::apply(&mut connection, MIGRATIONS).map_err(open_error)?;
         if applied > 0 {
             info!(path = %path.display(), applied, "State store schema updated.");
