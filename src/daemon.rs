@@ -25,10 +25,10 @@ use crate::collector::{CollectError, Collector, Readiness, StatusBoard, now_ms, 
 use crate::config::{self, CollectorSchedule, Config, Overrides, WebAuth};
 use crate::history::{History, HistoryLimits};
 use crate::http::{self, AppState};
+use crate::notify::actor::{NotifySettings, outgoing_labels};
 use crate::rules::manager::RuleSet;
 use crate::spend::sql_source::SqlUsageCollector;
 use crate::spend::{SpendCollector, SpendTracker};
-use crate::notify::actor::{NotifySettings, outgoing_labels};
 use crate::store::Store;
 use crate::telemetry;
 
@@ -60,12 +60,8 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
     let store = open_store(&config, &readiness);
-    let notifier = crate::notify::actor::spawn(
-        store.clone(),
-        notify_settings(&config),
-        &tracker,
-        &shutdown,
-    );
+    let notifier =
+        crate::notify::actor::spawn(store.clone(), notify_settings(&config), &tracker, &shutdown);
     if !config.alerting.delivers() {
         info!(
             "No alerting configuration: alerts are evaluated but delivered nowhere; set [alerting] config_file (an Alertmanager file) or alertmanagers to send them."
@@ -207,7 +203,11 @@ fn notify_settings(config: &Config) -> NotifySettings {
         .find(|(k, _)| k == "instance")
         .map(|(_, v)| v)
         .unwrap_or_default();
-    let scheme = if config.web.tls.is_some() { "https" } else { "http" };
+    let scheme = if config.web.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     NotifySettings {
         config: config.alerting.config.clone(),
         alertmanagers: config.alerting.alertmanagers.clone(),

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod servers;
+pub mod smtp;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
