@@ -6,9 +6,9 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::notify::{alerting_file, config, outbox_rows, wait_log, window_rule};
 use common::smtp::{Received, SmtpSink};
 use common::{Daemon, free_port};
 
@@ -17,71 +17,6 @@ fn now_s() -> u64 {
         .duration_since(UNIX_EPOCH)
         .expect("clock")
         .as_secs()
-}
-
-/// A rule that fires from `from` until `until` (epoch seconds), evaluated every second.
-pub fn window_rule(dir: &Path, name: &str, from: u64, until: u64) -> String {
-    let path = dir.join(format!("{name}.rules.yml"));
-    std::fs::write(
-        &path,
-        format!(
-            r#"groups:
-  - name: {name}
-    interval: 1s
-    rules:
-      - alert: {name}
-        expr: vector(time()) > {from} < {until}
-        labels:
-          severity: page
-        annotations:
-          summary: "{name} on {{{{ $externalLabels.instance }}}}"
-          description: "The test window of {name} is open."
-          runbook_url: "https://runbooks.example/{name}"
-"#
-        ),
-    )
-    .expect("write rules");
-    path.display().to_string()
-}
-
-/// The Alertmanager file: one e-mail receiver to `to` on `port`, short timers.
-pub fn alerting_file(dir: &Path, port: u16, to: &[&str], extra_route: &str) -> String {
-    let path = dir.join("alertmanager.yml");
-    let to = to.join(", ");
-    std::fs::write(
-        &path,
-        format!(
-            r#"global:
-  smtp_smarthost: 127.0.0.1:{port}
-  smtp_from: "prismwatch <alerts@example.com>"
-  smtp_require_tls: false
-route:
-  receiver: oncall
-  group_by: [alertname]
-  group_wait: 0s
-  group_interval: 1s
-  repeat_interval: 1h
-{extra_route}
-receivers:
-  - name: oncall
-    email_configs:
-      - to: "{to}"
-        send_resolved: true
-        headers:
-          X-Team: db
-"#
-        ),
-    )
-    .expect("write alerting file");
-    path.display().to_string()
-}
-
-pub fn config(rules: &[String], alerting: &str) -> String {
-    let rules: Vec<String> = rules.iter().map(|r| format!("{r:?}")).collect();
-    format!(
-        "rules = [{}]\nexternal_labels = {{ instance = \"web-1\" }}\n[host]\nenabled = false\n[alerting]\nconfig_file = {alerting:?}\n",
-        rules.join(", ")
-    )
 }
 
 fn subjects(mails: &[Received]) -> Vec<String> {
@@ -288,35 +223,4 @@ fn a_connection_dropped_after_data_is_sent_again_with_the_same_message_id() {
     );
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(smtp.received().len(), 1);
-}
-
-/// Waits until the daemon's log contains `needle`; returns the log.
-pub fn wait_log(daemon: &Daemon, needle: &str, seconds: u64) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
-    loop {
-        let logs = daemon.logs();
-        if logs.contains(needle) {
-            return logs;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no `{needle}` in the log within {seconds} s:\n{logs}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// (target, state, last_error) of every outbox row, read with the sqlite3 CLI's format through
-/// a second connection (WAL lets a reader in while the daemon writes).
-pub fn outbox_rows(daemon: &Daemon) -> Vec<(String, String, String)> {
-    let path = daemon.state_dir().join("prismwatch.db");
-    let connection = rusqlite::Connection::open(&path).expect("open the store");
-    let mut statement = connection
-        .prepare("SELECT target, state, coalesce(last_error, '') FROM notify_outbox ORDER BY id")
-        .expect("prepare");
-    statement
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows")
 }

@@ -305,6 +305,19 @@ pub async fn run(
     let mut in_flight: BTreeSet<i64> = BTreeSet::new();
     let mut tasks: JoinSet<(i64, Integration, Outcome, f64)> = JoinSet::new();
     let mut gc_at = 0;
+    // A start is a good moment to try again: what waited for a backoff is due now.
+    let started = now_ms();
+    if let Err(error) = store
+        .call(move |c| {
+            c.execute(
+                "UPDATE notify_outbox SET next_attempt_ms = ?1 WHERE state = 'pending' AND next_attempt_ms > ?1",
+                [started],
+            )
+        })
+        .await
+    {
+        warn!(%error, "Cannot read the outbox at start; retrying in its loop.");
+    }
     loop {
         let now = now_ms();
         if now >= gc_at {

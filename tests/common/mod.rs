@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod notify;
 pub mod servers;
 pub mod smtp;
 
