@@ -71,6 +71,10 @@ pub struct DaemonArgs {
     /// Log format.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+
+    /// Alertmanager configuration file for notifications (overrides alerting.config_file).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub alerting_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +84,11 @@ pub enum Command {
     CheckConfig {
         /// The file to check.
         file: PathBuf,
+    },
+    /// Notifications: Alertmanager configuration files and routing.
+    Notify {
+        #[command(subcommand)]
+        command: NotifyCommand,
     },
     /// Prometheus rule files: validation and unit tests.
     Rules {
@@ -132,6 +141,26 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Validate an Alertmanager configuration file as `amtool check-config` does, reporting
+    /// every error with its line.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the receivers a label set is routed to, as `amtool config routes test`.
+    Routes {
+        /// The Alertmanager configuration file.
+        file: PathBuf,
+        /// Labels as name=value.
+        labels: Vec<String>,
+        /// Fail unless the label set reaches exactly these receivers (comma-separated).
+        #[arg(long, value_name = "RECEIVERS")]
+        verify_receivers: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum RulesCommand {
     /// Check rule files (or directories of them): every expression parsed, every template
     /// checked; reports every error and exits non-zero on any.
@@ -159,6 +188,7 @@ impl DaemonArgs {
             postgres: self.postgres.clone(),
             pgbouncer: self.pgbouncer.clone(),
             redis: self.redis.clone(),
+            alerting_config: self.alerting_config.clone(),
         }
     }
 }
@@ -210,6 +240,26 @@ pub fn main() -> ExitCode {
         Some(Command::Rules {
             command: RulesCommand::Check { files },
         }) => rules_check(files),
+        Some(Command::Notify {
+            command: NotifyCommand::Check { files },
+        }) => {
+            let codes: Vec<ExitCode> = files
+                .iter()
+                .map(|f| crate::notify::tool::check(f))
+                .collect();
+            codes
+                .into_iter()
+                .find(|code| *code != ExitCode::SUCCESS)
+                .unwrap_or(ExitCode::SUCCESS)
+        }
+        Some(Command::Notify {
+            command:
+                NotifyCommand::Routes {
+                    file,
+                    labels,
+                    verify_receivers,
+                },
+        }) => crate::notify::tool::routes(file, labels, verify_receivers.as_deref()),
         Some(Command::Rules {
             command: RulesCommand::Test { files },
         }) => rules_test(files),
@@ -236,6 +286,13 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                 config.targets.redis.len()
             );
             print!("{}", rules_in_force(&config));
+            if let Some(alerting) = &config.alerting.config {
+                println!(
+                    "{}: valid\n{}",
+                    alerting.origin.display(),
+                    crate::notify::tool::summary(alerting)
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {

@@ -25,9 +25,11 @@ use crate::collector::{CollectError, Collector, Readiness, StatusBoard, now_ms, 
 use crate::config::{self, CollectorSchedule, Config, Overrides, WebAuth};
 use crate::history::{History, HistoryLimits};
 use crate::http::{self, AppState};
+use crate::notify::actor::{NotifySettings, outgoing_labels};
 use crate::rules::manager::RuleSet;
 use crate::spend::sql_source::SqlUsageCollector;
 use crate::spend::{SpendCollector, SpendTracker};
+use crate::store::Store;
 use crate::telemetry;
 
 /// Time allowed for every task to stop after SIGTERM; systemd's default stop timeout is longer,
@@ -57,13 +59,22 @@ pub async fn run(
     let auth = Arc::new(RwLock::new(config.web.auth.clone()));
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
+    let store = open_store(&config, &readiness);
+    let notifier =
+        crate::notify::actor::spawn(store.clone(), notify_settings(&config), &tracker, &shutdown);
+    if !config.alerting.delivers() {
+        info!(
+            "No alerting configuration: alerts are evaluated but delivered nowhere; set [alerting] config_file (an Alertmanager file) or alertmanagers to send them."
+        );
+    }
     let rules = crate::rules::manager::spawn(
         RuleSet::from_config(&config),
         Arc::clone(&history),
         &config.state_dir,
         crate::rules::engine::Context {
-            external_labels: config.external_labels.clone(),
+            external_labels: outgoing_labels(&config.external_labels),
             default_interval_ms: crate::rules::manager::DEFAULT_INTERVAL.as_millis() as i64,
+            notify: Some(notifier.clone()),
             ..Default::default()
         },
         &tracker,
@@ -123,7 +134,8 @@ pub async fn run(
                                 if !removed.is_empty() {
                                     warn!(removed = %removed.join(", "), "The reloaded configuration removes protection of the endpoints: {}.", removed.join(", "));
                                 }
-                                rules.reload(RuleSet::from_config(&next), next.external_labels.clone());
+                                rules.reload(RuleSet::from_config(&next), outgoing_labels(&next.external_labels));
+                                notifier.reload(notify_settings(&next));
                                 record_reload(true);
                                 current = next;
                             }
@@ -156,6 +168,57 @@ pub async fn run(
     // Whatever arrived since the last save.
     spend.save();
     Ok(())
+}
+
+/// Opens the state store. A store that cannot be opened is reported (path, cause, what to
+/// do) and replaced by one in memory, so alerts are still delivered; `/readyz` then says not
+/// ready, as it does while the store cannot be written.
+fn open_store(config: &Config, readiness: &Readiness) -> Store {
+    const READINESS_NAME: &str = "state store";
+    let store = match Store::open(&config.state_dir) {
+        Ok(store) => store,
+        Err(problem) => {
+            error!(error = %problem, "Notifications are kept in memory only until the state store can be opened (restart the daemon once fixed).");
+            metrics::counter!("prismwatch_store_errors_total").increment(1);
+            readiness.expect(READINESS_NAME);
+            match Store::open_in_memory() {
+                Ok(store) => return store,
+                Err(problem) => {
+                    error!(error = %problem, "Cannot even open an in-memory store.");
+                    std::process::exit(70);
+                }
+            }
+        }
+    };
+    let readiness = readiness.clone();
+    store.on_health_change(move |healthy| {
+        if healthy {
+            readiness.forget(READINESS_NAME);
+        } else {
+            readiness.expect(READINESS_NAME);
+        }
+    });
+    store
+}
+
+/// What the notification actor needs from the configuration.
+fn notify_settings(config: &Config) -> NotifySettings {
+    let host = outgoing_labels(&config.external_labels)
+        .into_iter()
+        .find(|(k, _)| k == "instance")
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    let scheme = if config.web.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    NotifySettings {
+        config: config.alerting.config.clone(),
+        alertmanagers: config.alerting.alertmanagers.clone(),
+        external_labels: outgoing_labels(&config.external_labels),
+        external_url: format!("{scheme}://{host}:{}", config.web.listen.port()),
+    }
 }
 
 /// Applies a validated new configuration. On error nothing has changed.

@@ -30,6 +30,26 @@ impl Labels {
         Labels(pairs)
     }
 
+    /// Builds a label set from arbitrary pairs (no `__name__` added), as alerts carry them.
+    /// Empty values are dropped and a repeated name keeps its first value.
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Labels {
+        let mut pairs: Vec<(String, String)> = pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        pairs.dedup_by(|later, earlier| later.0 == earlier.0);
+        Labels(pairs)
+    }
+
+    /// True when there are no labels.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The metric name (the `__name__` label), or "" when absent.
     pub fn metric_name(&self) -> &str {
         self.get(METRIC_NAME_LABEL).unwrap_or("")

@@ -44,6 +44,8 @@ pub struct FileConfig {
     pub redis: Vec<super::targets::RedisSection>,
     /// AI usage ingest, prices and budgets.
     pub ai: super::ai::AiSection,
+    /// Notifications: the Alertmanager file and the Alertmanagers to forward to.
+    pub alerting: super::alerting::AlertingSection,
 }
 
 /// `[log]`
@@ -416,6 +418,7 @@ pub fn validate(
 
     let ai = super::ai::validate(source, &mut errors, &file.ai);
     let query = super::query::validate(source, &mut errors, &file.query);
+    let alerting = super::alerting::validate(source, &mut errors, &file.alerting, overrides);
 
     // [log]
     let level = overrides
@@ -511,6 +514,7 @@ pub fn validate(
             host_filters,
             targets,
             ai,
+            alerting,
         }),
         _ => Err(ConfigErrors(errors)),
     }

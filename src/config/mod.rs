@@ -3,12 +3,13 @@
 //! resolved, TLS material loaded). Command-line flags override the file, as exporters do.
 
 mod ai;
+mod alerting;
 mod client;
 mod error;
 mod file;
 mod query;
-mod reload;
 mod recover;
+mod reload;
 mod secret;
 mod targets;
 
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use ai::{AiConfig, AiSqlSource, LabelBudget};
+pub use alerting::{AlertingSection, AlertingSettings};
 pub use client::{DaemonEndpoint, daemon_endpoint};
 pub use error::{ConfigError, ConfigErrors, Source};
 pub use file::{FileConfig, HumanDuration, LogFormat};
@@ -49,6 +51,8 @@ pub struct Overrides {
     pub postgres: Vec<String>,
     pub pgbouncer: Vec<String>,
     pub redis: Vec<String>,
+    /// `--alerting-config`: the Alertmanager file (wins over `[alerting] config_file`).
+    pub alerting_config: Option<PathBuf>,
 }
 
 /// The validated configuration.
@@ -72,6 +76,7 @@ pub struct Config {
     pub host_filters: HostFilters,
     pub targets: Targets,
     pub ai: AiConfig,
+    pub alerting: AlertingSettings,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

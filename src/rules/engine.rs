@@ -55,6 +55,8 @@ pub struct Context {
     /// The evaluation interval of groups that set none (ms); a subquery without a step uses
     /// its group's interval, as in Prometheus. Zero means one minute.
     pub default_interval_ms: i64,
+    /// Where the manager sends each evaluation's alerts (none: they stay in the daemon).
+    pub notify: Option<crate::notify::actor::NotifyHandle>,
 }
 
 /// How long after a restart a rule's result is incomplete: its longest range (subqueries and

@@ -354,6 +354,7 @@ async fn run_group(
     cancel: CancellationToken,
 ) {
     let label = group_key(&loaded.group);
+    let notify = context.notify.clone();
     let interval_ms = loaded.interval.as_millis() as i64;
     metrics::gauge!("prismwatch_rule_group_interval_seconds", "rule_group" => label.clone())
         .set(loaded.interval.as_secs_f64());
@@ -402,6 +403,9 @@ async fn run_group(
             error!("A rule group evaluation panicked; it runs again at the next interval.");
             continue;
         };
+        if let Some(notify) = &notify {
+            notify.send_group(&loaded.group, &loaded.state, ts, loaded.interval);
+        }
         for outcome in outcomes {
             match outcome.error {
                 Some(message) => {

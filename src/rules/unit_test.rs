@@ -197,6 +197,7 @@ fn run_group(
         external_url: test.external_url.clone(),
         restored_at: None,
         default_interval_ms: eval_interval,
+        notify: None,
     };
     let mut alert_tests = Vec::new();
     for t in &test.alert_rule_test {

@@ -4,7 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod notify;
 pub mod servers;
+pub mod smtp;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
