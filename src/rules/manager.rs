@@ -442,6 +442,7 @@ mod tests {
             resolved_at: None,
             keep_firing_since: None,
             last_seen: 3_000,
+            hold_from: None,
             annotations: Vec::new(),
         };
         let group = GroupState {

@@ -63,10 +63,13 @@ pub struct Store {
     health: Arc<Health>,
 }
 
+/// Called with the store's health each time it changes.
+type HealthListener = Box<dyn Fn(bool) + Send>;
+
 /// Whether the last write succeeded, and who wants to know when that changes.
 struct Health {
     healthy: AtomicBool,
-    on_change: std::sync::Mutex<Option<Box<dyn Fn(bool) + Send>>>,
+    on_change: std::sync::Mutex<Option<HealthListener>>,
 }
 
 impl Store {

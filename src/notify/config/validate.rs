@@ -342,7 +342,11 @@ impl Check {
             for (i, node) in self.list(&top, section, "").iter().enumerate() {
                 let key = format!("{section}[{i}]");
                 if let Some((name, entries)) = self.named_time_interval(node, &key) {
-                    if time_intervals.contains_key(&name) {
+                    if let std::collections::btree_map::Entry::Vacant(slot) =
+                        time_intervals.entry(name.clone())
+                    {
+                        slot.insert(entries);
+                    } else {
                         let what = if section == "time_intervals" {
                             "time interval"
                         } else {
@@ -354,8 +358,6 @@ impl Check {
                             format!("{what} {name:?} is not unique"),
                             "",
                         );
-                    } else {
-                        time_intervals.insert(name, entries);
                     }
                 }
             }
