@@ -283,3 +283,21 @@ fn a_stopped_server_is_logged_as_refused_after_the_broken_connection() {
         "{logs}"
     );
 }
+
+#[test]
+fn a_wrong_password_is_logged_as_an_authentication_failure() {
+    let redis = Redis::start(&["--requirepass", "right-pass"]);
+    let config = format!(
+        "[host]\ninterval = \"5s\"\n\n[[redis]]\nurl = \"redis://:wrong-pass@{}\"\ninterval = \"500ms\"\n",
+        redis.address()
+    );
+    let daemon = Daemon::start_ready(Some(&config), &[]);
+    let key = format!("redis_up{{server=\"{}\"}}", redis.address());
+    wait_for(&daemon, "redis_up 0", 10, |e| e.value(&key) == Some(0.0));
+    let logs = daemon.logs();
+    assert!(logs.contains("kind=authentication failed"), "{logs}");
+    assert!(
+        !logs.contains("wrong-pass"),
+        "the password is never logged: {logs}"
+    );
+}
