@@ -302,3 +302,38 @@ fn literals_of_utility_statements_are_masked_everywhere() {
         assert!(!shown.contains(secret), "{secret} is shown: {shown}");
     }
 }
+
+#[test]
+fn a_stopped_server_is_logged_by_root_cause_and_marked_down_in_the_status() {
+    let mut postgres = Postgres::start();
+    let daemon = Daemon::start_ready(Some(&config(&postgres, "")), &[]);
+    let server = postgres.address();
+    let up = format!("pg_up{{role=\"primary\",server=\"{server}\"}}");
+    let source = format!("postgres:{server}");
+    wait_for(&daemon, "pg_up 1", 10, |e| e.value(&up) == Some(1.0));
+    let status: serde_json::Value =
+        serde_json::from_str(&daemon.get("/api/v1/status", &[]).body).expect("status JSON");
+    assert_eq!(status["collectors"][&source]["up"], true, "{status}");
+    let collected_at = status["collectors"][&source]["collected_at"].clone();
+    assert!(collected_at.is_string(), "{status}");
+
+    postgres.stop();
+    wait_for(&daemon, "pg_up 0", 10, |e| e.value(&up) == Some(0.0));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !daemon.logs().contains("connection refused") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refusal is never logged: {}",
+            daemon.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let logs = daemon.logs();
+    assert!(!logs.contains("pool timed out"), "{logs}");
+    assert!(!logs.contains("slow acquire"), "{logs}");
+    let status: serde_json::Value =
+        serde_json::from_str(&daemon.get("/api/v1/status", &[]).body).expect("status JSON");
+    let entry = &status["collectors"][&source];
+    assert_eq!(entry["up"], false, "{status}");
+    assert!(entry["failed_at"].is_string(), "{status}");
+}

@@ -253,3 +253,51 @@ fn a_gigantic_bulk_reply_is_refused_without_growing_memory() {
     );
     eprintln!("RSS before {baseline} bytes, after {after} bytes");
 }
+
+#[test]
+fn a_stopped_server_is_logged_as_refused_after_the_broken_connection() {
+    let mut redis = Redis::start(&[]);
+    let config = format!(
+        "[host]\ninterval = \"5s\"\n\n[[redis]]\nurl = \"{}\"\ninterval = \"500ms\"\n",
+        redis.url()
+    );
+    let daemon = Daemon::start_ready(Some(&config), &[]);
+    let key = format!("redis_up{{server=\"{}\"}}", redis.address());
+    wait_for(&daemon, "redis_up 1", 10, |e| e.value(&key) == Some(1.0));
+    redis.stop();
+    wait_for(&daemon, "redis_up 0", 10, |e| e.value(&key) == Some(0.0));
+    // The open connection breaks first; the refusals that follow are a new kind, logged again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !daemon.logs().contains("connection refused") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refusal is never logged: {}",
+            daemon.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let logs = daemon.logs();
+    assert!(
+        logs.contains("kind=connection refused")
+            || logs.contains("\"kind\":\"connection refused\""),
+        "{logs}"
+    );
+}
+
+#[test]
+fn a_wrong_password_is_logged_as_an_authentication_failure() {
+    let redis = Redis::start(&["--requirepass", "right-pass"]);
+    let config = format!(
+        "[host]\ninterval = \"5s\"\n\n[[redis]]\nurl = \"redis://:wrong-pass@{}\"\ninterval = \"500ms\"\n",
+        redis.address()
+    );
+    let daemon = Daemon::start_ready(Some(&config), &[]);
+    let key = format!("redis_up{{server=\"{}\"}}", redis.address());
+    wait_for(&daemon, "redis_up 0", 10, |e| e.value(&key) == Some(0.0));
+    let logs = daemon.logs();
+    assert!(logs.contains("kind=authentication failed"), "{logs}");
+    assert!(
+        !logs.contains("wrong-pass"),
+        "the password is never logged: {logs}"
+    );
+}

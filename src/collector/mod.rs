@@ -36,9 +36,119 @@ pub enum CollectError {
     /// The previous collection is still running past its timeout (for example a hung mount).
     #[error("the previous collection is still running")]
     Busy,
+    /// A target could not be reached or refused us, with the root cause's kind.
+    #[error("{message} ({kind})")]
+    Target { kind: FailureKind, message: String },
     /// Any other failure, already described.
     #[error("{0}")]
     Other(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_source_keeps_its_details_marked_down() {
+        let board = StatusBoard::default();
+        board.publish("postgres:a", serde_json::json!({"statements": [1]}));
+        let entry = &board.snapshot()["postgres:a"];
+        assert_eq!(entry["up"], true);
+        assert!(entry["collected_at"].is_string());
+        let collected = entry["collected_at"].clone();
+        board.mark_down("postgres:a");
+        let entry = &board.snapshot()["postgres:a"];
+        assert_eq!(entry["up"], false);
+        assert_eq!(entry["collected_at"], collected);
+        assert!(entry["failed_at"].is_string());
+        assert_eq!(entry["statements"], serde_json::json!([1]));
+    }
+
+    #[test]
+    fn failures_are_classified_by_root_cause() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(FailureKind::of_io(&refused), FailureKind::Refused);
+        let pipe = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert_eq!(FailureKind::of_io(&pipe), FailureKind::ConnectionLost);
+        assert_eq!(
+            FailureKind::of_sqlx(&sqlx::Error::PoolTimedOut),
+            FailureKind::TimedOut
+        );
+    }
+}
+
+impl CollectError {
+    /// The kind of failure, so the scheduler logs again when it changes (a stopped server first
+    /// breaks the open connection, then refuses new ones).
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            CollectError::Target { kind, .. } => *kind,
+            CollectError::Busy => FailureKind::TimedOut,
+            CollectError::Read { .. } | CollectError::Other(_) => FailureKind::Other,
+        }
+    }
+}
+
+/// The root cause of a failed collection, as an operator acts on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    Refused,
+    AuthenticationFailed,
+    TimedOut,
+    Tls,
+    ConnectionLost,
+    Other,
+}
+
+impl FailureKind {
+    /// Classifies an IO error by its kind.
+    pub fn of_io(error: &std::io::Error) -> FailureKind {
+        use std::io::ErrorKind;
+        match error.kind() {
+            ErrorKind::ConnectionRefused | ErrorKind::NotFound => FailureKind::Refused,
+            ErrorKind::TimedOut | ErrorKind::WouldBlock => FailureKind::TimedOut,
+            ErrorKind::BrokenPipe
+            | ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::UnexpectedEof => FailureKind::ConnectionLost,
+            _ => FailureKind::Other,
+        }
+    }
+
+    /// Classifies a sqlx error (PostgreSQL and PgBouncer).
+    pub fn of_sqlx(error: &sqlx::Error) -> FailureKind {
+        match error {
+            sqlx::Error::Io(io) => FailureKind::of_io(io),
+            sqlx::Error::Tls(_) => FailureKind::Tls,
+            sqlx::Error::PoolTimedOut => FailureKind::TimedOut,
+            // 28P01 invalid_password, 28000 invalid_authorization_specification.
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("28P01" | "28000")) =>
+            {
+                FailureKind::AuthenticationFailed
+            }
+            // 57P01-57P03: the server is shutting down, restarting or not accepting yet.
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("57P01" | "57P02" | "57P03")) =>
+            {
+                FailureKind::ConnectionLost
+            }
+            _ => FailureKind::Other,
+        }
+    }
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FailureKind::Refused => "connection refused",
+            FailureKind::AuthenticationFailed => "authentication failed",
+            FailureKind::TimedOut => "timed out",
+            FailureKind::Tls => "TLS failed",
+            FailureKind::ConnectionLost => "connection lost",
+            FailureKind::Other => "error",
+        })
+    }
 }
 
 /// Something that produces a complete batch of samples on demand.
@@ -57,6 +167,10 @@ pub trait Collector: Send + 'static {
     }
 }
 
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
 /// Details that do not belong in labels (normalised query texts, long-running sessions), kept
 /// per source for `/api/v1/status` and bounded by what the collectors publish.
 #[derive(Clone, Default)]
@@ -65,10 +179,32 @@ pub struct StatusBoard {
 }
 
 impl StatusBoard {
-    /// Replaces a source's published details.
-    pub fn publish(&self, source: &str, value: serde_json::Value) {
+    /// Replaces a source's published details, stamped with when they were collected and
+    /// `up: true`.
+    pub fn publish(&self, source: &str, mut value: serde_json::Value) {
+        if let Some(fields) = value.as_object_mut() {
+            fields.insert("up".into(), serde_json::Value::Bool(true));
+            fields.insert("collected_at".into(), now_rfc3339().into());
+        }
         if let Ok(mut entries) = self.entries.write() {
             entries.insert(source.to_string(), value);
+        }
+    }
+
+    /// Marks a source down after a failed collection: its last details stay, with `up: false`,
+    /// the `collected_at` of when they were read and `failed_at` of this failure.
+    pub fn mark_down(&self, source: &str) {
+        if let Ok(mut entries) = self.entries.write() {
+            let entry = entries
+                .entry(source.to_string())
+                .or_insert_with(|| serde_json::json!({}));
+            if let Some(fields) = entry.as_object_mut() {
+                fields.insert("up".into(), serde_json::Value::Bool(false));
+                fields.insert("failed_at".into(), now_rfc3339().into());
+                fields
+                    .entry("collected_at")
+                    .or_insert(serde_json::Value::Null);
+            }
         }
     }
 

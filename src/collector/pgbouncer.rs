@@ -11,7 +11,7 @@ use futures_util::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
 use sqlx::{Column, Connection, Row, ValueRef};
 
-use super::{CollectError, Collector, TargetLabels};
+use super::{CollectError, Collector, FailureKind, TargetLabels};
 use crate::config::PgbouncerTarget;
 use crate::model::{Batch, MetricKind};
 
@@ -82,8 +82,9 @@ impl PgbouncerCollector {
 
     async fn show(&mut self, what: &'static str) -> Result<Vec<TextRow>, CollectError> {
         let server = self.labels.server().to_string();
-        let fail = |error: sqlx::Error| {
-            CollectError::Other(format!("PgBouncer {server}: {what}: {error}"))
+        let fail = |error: sqlx::Error| CollectError::Target {
+            kind: FailureKind::of_sqlx(&error),
+            message: format!("PgBouncer {server}: {what}: {error}"),
         };
         // Taken out while in use: if the scheduler drops this future at its timeout, the
         // half-read connection is dropped with it instead of being reused.

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::Collector;
+use super::{Collector, FailureKind};
 use crate::config::CollectorSchedule;
 use crate::history::History;
 
@@ -76,6 +76,8 @@ pub async fn run_collector<C: Collector>(
     readiness.expect(&name);
     let interval_ms = schedule.interval.as_millis().max(1) as i64;
     let mut failing = false;
+    // The kind of the current failure: a change of kind is logged again.
+    let mut failure_kind: Option<FailureKind> = None;
     let mut last_tick: Option<i64> = None;
     loop {
         // The first collection runs at once, so the daemon is ready quickly; later ones are
@@ -114,22 +116,26 @@ pub async fn run_collector<C: Collector>(
                     info!(collector = %name, "Collector recovered.");
                 }
                 failing = false;
+                failure_kind = None;
                 (batch, "success")
             }
             Ok(Err(error)) => {
-                if !failing {
-                    warn!(collector = %name, %error, "Collection failed; its series are marked stale until it recovers.");
+                let kind = error.kind();
+                if !failing || failure_kind != Some(kind) {
+                    warn!(collector = %name, %kind, %error, "Collection failed; its series are marked stale until it recovers.");
                 } else {
                     debug!(collector = %name, %error, "Collection still failing.");
                 }
                 failing = true;
+                failure_kind = Some(kind);
                 (collector.failure_batch(), "error")
             }
             Err(_) => {
-                if !failing {
+                if !failing || failure_kind != Some(FailureKind::TimedOut) {
                     warn!(collector = %name, timeout = ?schedule.timeout, "Collection timed out; its series are marked stale until it recovers.");
                 }
                 failing = true;
+                failure_kind = Some(FailureKind::TimedOut);
                 (collector.failure_batch(), "timeout")
             }
         };

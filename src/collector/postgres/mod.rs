@@ -15,14 +15,15 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde_json::json;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use tracing::{info, warn};
 
 pub use statements::{
     StatementDelta, StatementKey, StatementTotals, StatementTracker, top_by_interval_time,
 };
 
-use super::{CollectError, Collector, StatusBoard, TargetLabels};
+use super::{CollectError, Collector, FailureKind, StatusBoard, TargetLabels};
 use crate::config::PostgresTarget;
 use crate::model::{Batch, MetricKind};
 
@@ -40,6 +41,7 @@ pub struct PostgresCollector {
     labels: TargetLabels,
     target: PostgresTarget,
     pool: PgPool,
+    options: PgConnectOptions,
     status: StatusBoard,
     /// `server_version_num` and the snapshot query for it, set once per connection generation.
     server_version: Option<(i64, std::sync::Arc<str>)>,
@@ -73,12 +75,17 @@ impl PostgresCollector {
             .acquire_timeout(target.common.schedule.timeout)
             .idle_timeout(None)
             .test_before_acquire(false)
-            .connect_lazy_with(options);
+            // A slow acquire is the server being slow, which the collection's own timeout and
+            // pg_up report; sqlx's warning for it is noise.
+            .acquire_slow_level(log::LevelFilter::Off)
+            .acquire_time_level(log::LevelFilter::Off)
+            .connect_lazy_with(options.clone());
         Ok(PostgresCollector {
             source: format!("postgres:{}", target.common.server),
             labels: TargetLabels::new(&target.common),
             target,
             pool,
+            options,
             status,
             server_version: None,
             statements: StatementTracker::default(),
@@ -95,8 +102,18 @@ impl PostgresCollector {
 
     async fn collect_batch(&mut self) -> Result<Batch, CollectError> {
         let server = self.labels.server().to_string();
-        let fail =
-            |error: sqlx::Error| CollectError::Other(format!("PostgreSQL {server}: {error}"));
+        let fail = |error: sqlx::Error| CollectError::Target {
+            kind: FailureKind::of_sqlx(&error),
+            message: format!("PostgreSQL {server}: {error}"),
+        };
+        if self.pool.size() == 0 {
+            // The pool retries a failed connect until its timeout and then says only "pool
+            // timed out": one direct attempt first gives the root cause at once.
+            let probe = PgConnection::connect_with(&self.options)
+                .await
+                .map_err(&fail)?;
+            let _ = probe.close().await;
+        }
         let mut connection = self.pool.acquire().await.map_err(&fail)?;
         let (version, sql) = match &self.server_version {
             Some((version, sql)) => (*version, std::sync::Arc::clone(sql)),
@@ -496,6 +513,7 @@ impl Collector for PostgresCollector {
     async fn collect(&mut self) -> Result<Batch, CollectError> {
         let result = self.collect_batch().await;
         if result.is_err() {
+            self.status.mark_down(&self.source);
             // The server may have restarted or been replaced: re-read its version and restart
             // statement deltas from a fresh baseline.
             self.server_version = None;

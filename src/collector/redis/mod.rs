@@ -13,7 +13,7 @@ use redis::{ConnectionInfo, IntoConnectionInfo};
 use tokio::time::Instant;
 
 use self::resp::{RespConnection, RespError, Value};
-use super::{CollectError, Collector, TargetLabels};
+use super::{CollectError, Collector, FailureKind, TargetLabels};
 use crate::config::RedisTarget;
 use crate::model::{Batch, MetricKind};
 
@@ -56,7 +56,10 @@ impl RedisCollector {
 
     async fn collect_batch(&mut self) -> Result<Batch, CollectError> {
         let server = self.labels.server().to_string();
-        let fail = |error: RespError| CollectError::Other(format!("Redis {server}: {error}"));
+        let fail = |error: RespError| CollectError::Target {
+            kind: error.kind(),
+            message: format!("Redis {server}: {error}"),
+        };
         // Taken out while in use: a collection dropped at its timeout drops the half-read
         // connection with it instead of reusing it.
         let mut connection = match self.connection.take() {
@@ -65,11 +68,9 @@ impl RedisCollector {
                 let connecting = RespConnection::connect(&self.info, self.ca_pem.as_deref());
                 let mut connection = tokio::time::timeout(self.timeout, connecting)
                     .await
-                    .map_err(|_| {
-                        CollectError::Other(format!(
-                            "Redis {server}: connection timed out after {:?}",
-                            self.timeout
-                        ))
+                    .map_err(|_| CollectError::Target {
+                        kind: FailureKind::TimedOut,
+                        message: format!("Redis {server}: no connection within {:?}", self.timeout),
                     })?
                     .map_err(&fail)?;
                 // Refused when CONFIG is not allowed to the user: databases are then unknown.

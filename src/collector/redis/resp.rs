@@ -64,6 +64,24 @@ pub enum RespError {
     Unsupported(String),
 }
 
+impl RespError {
+    /// The root cause's kind, for the scheduler's log.
+    pub fn kind(&self) -> super::FailureKind {
+        use super::FailureKind;
+        match self {
+            RespError::Io(error) => FailureKind::of_io(error),
+            RespError::Tls(_) => FailureKind::Tls,
+            RespError::Server(message)
+                if message.starts_with("WRONGPASS") || message.starts_with("NOAUTH") =>
+            {
+                FailureKind::AuthenticationFailed
+            }
+            RespError::Closed => FailureKind::ConnectionLost,
+            _ => FailureKind::Other,
+        }
+    }
+}
+
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
