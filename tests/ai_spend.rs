@@ -67,7 +67,7 @@ fn json_usage_is_priced_counted_and_held_against_the_budget() {
         e.value(&format!(
             "prismwatch_ai_tokens_total{{{labels},type=\"input\"}}"
         )),
-        Some(1_000_000.0)
+        Some(800_000.0)
     );
     assert_eq!(
         e.value(&format!(
@@ -874,5 +874,63 @@ fn providers_fold_and_names_unseen_for_a_while_age_out() {
     assert_eq!(
         e.value("prismwatch_ai_month_to_date_tokens"),
         Some(10_010.0)
+    );
+}
+
+/// The request body of the README's JSON usage example (the `-d '...'` after its marker).
+fn readme_usage_example() -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("read README.md");
+    let after = readme
+        .split_once("<!-- usage-event-example -->")
+        .expect("README marks the usage example")
+        .1;
+    let body = after
+        .split_once("-d '")
+        .expect("the example posts a body with -d")
+        .1;
+    body.split_once('\'')
+        .expect("the body ends with a quote")
+        .0
+        .to_string()
+}
+
+#[test]
+fn the_readme_usage_example_is_accepted_and_token_types_sum_to_the_spend_total() {
+    let daemon = Daemon::start_ready(Some(&config("")), &[]);
+    let body = readme_usage_example();
+    let response = post_usage(&daemon, &body);
+    assert_eq!(
+        (response.status, response.body.as_str()),
+        (200, r#"{"accepted":1,"unpriced":0}"#),
+        "{body}"
+    );
+    let e = wait_for(&daemon, "the token series", 10, |e| {
+        !e.keys_of("prismwatch_ai_tokens_total").is_empty()
+    });
+    let keys = e.keys_of("prismwatch_ai_tokens_total");
+    let sum: f64 = keys.iter().filter_map(|k| e.value(k)).sum();
+    let output = Command::new(env!("CARGO_BIN_EXE_prismwatch"))
+        .args(["spend", "--json", "--config"])
+        .arg(daemon.config_path())
+        .arg("--state-dir")
+        .arg(daemon.state_dir())
+        .output()
+        .expect("run prismwatch spend");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("spend JSON");
+    // 1M input (0.2M of it cached) and 0.1M output.
+    assert_eq!(report["tokens"].as_f64(), Some(1_100_000.0), "{report}");
+    assert_eq!(sum, 1_100_000.0, "{keys:?}");
+    assert!(
+        e.help
+            .get("prismwatch_ai_tokens_total")
+            .is_some_and(|h| h.contains("sum")),
+        "{:?}",
+        e.help.get("prismwatch_ai_tokens_total")
     );
 }

@@ -483,7 +483,7 @@ impl Inner {
             (
                 "prismwatch_ai_tokens_total",
                 MetricKind::Counter,
-                "Tokens used, by provider, model and type (input, output, cached; input includes cached).",
+                "Tokens used, by provider, model and type: input (uncached input), cached (cached input) and output; the types are disjoint, so their sum is the total tokens `prismwatch spend` prints.",
             ),
             (
                 "prismwatch_ai_cost_dollars_total",
@@ -514,7 +514,12 @@ impl Inner {
                 vec![("provider", &key.provider), ("model", &key.model)];
             labels.extend(key.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             for (kind, value) in [
-                ("input", totals.input_tokens),
+                // Providers report cached tokens as part of the input; exporting the uncached
+                // remainder keeps the types disjoint so that `sum()` over them is the total.
+                (
+                    "input",
+                    (totals.input_tokens - totals.cached_tokens).max(0.0),
+                ),
                 ("output", totals.output_tokens),
                 ("cached", totals.cached_tokens),
             ] {
