@@ -54,6 +54,9 @@ pub enum StoreError {
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
+/// Called with the store's new health when it changes.
+type HealthHook = Box<dyn Fn(bool) + Send>;
+
 /// A handle to the store's writer thread. Cheap to clone; the thread stops when the last
 /// handle is dropped (after finishing the jobs already sent).
 #[derive(Clone)]
@@ -66,7 +69,7 @@ pub struct Store {
 /// Whether the last write succeeded, and who wants to know when that changes.
 struct Health {
     healthy: AtomicBool,
-    on_change: std::sync::Mutex<Option<Box<dyn Fn(bool) + Send>>>,
+    on_change: std::sync::Mutex<Option<HealthHook>>,
 }
 
 impl Store {
