@@ -254,3 +254,29 @@ fn verify_receivers_fails_on_a_different_answer() {
     ]);
     assert!(!bad.status.success());
 }
+
+#[test]
+fn check_config_validates_the_alerting_file_the_toml_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let toml = dir.path().join("prismwatch.toml");
+    std::fs::write(&toml, "[alerting]\nconfig_file = \"alertmanager.yml\"\n").expect("write");
+    let broken = root().join("tests/notify/invalid/undefined_receiver.yml");
+    std::fs::copy(&broken, dir.path().join("alertmanager.yml")).expect("copy");
+    let output = prismwatch(&["check-config", path_str(&toml)]);
+    assert!(!output.status.success(), "{}", text(&output));
+    let report = text(&output);
+    assert!(
+        report.contains("alertmanager.yml:4:1: key `route`: undefined receiver \"dba\""),
+        "{report}"
+    );
+    // The flag wins over the file's setting.
+    let example = root().join("examples/alertmanager.yml");
+    let output = prismwatch(&[
+        "check-config",
+        path_str(&toml),
+        "--alerting-config",
+        path_str(&example),
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("4 receivers (2 email, 2 webhook)"));
+}
