@@ -342,20 +342,19 @@ impl Check {
             for (i, node) in self.list(&top, section, "").iter().enumerate() {
                 let key = format!("{section}[{i}]");
                 if let Some((name, entries)) = self.named_time_interval(node, &key) {
-                    if time_intervals.contains_key(&name) {
-                        let what = if section == "time_intervals" {
-                            "time interval"
-                        } else {
-                            "mute time interval"
-                        };
-                        self.error(
-                            node.line,
-                            &key,
-                            format!("{what} {name:?} is not unique"),
-                            "",
-                        );
-                    } else {
-                        time_intervals.insert(name, entries);
+                    match time_intervals.entry(name) {
+                        std::collections::btree_map::Entry::Occupied(taken) => {
+                            let what = if section == "time_intervals" {
+                                "time interval"
+                            } else {
+                                "mute time interval"
+                            };
+                            let message = format!("{what} {:?} is not unique", taken.key());
+                            self.error(node.line, &key, message, "");
+                        }
+                        std::collections::btree_map::Entry::Vacant(free) => {
+                            free.insert(entries);
+                        }
                     }
                 }
             }
