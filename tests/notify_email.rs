@@ -113,7 +113,17 @@ fn a_451_is_retried_and_a_550_rejects_only_its_recipient() {
         logs.contains("451"),
         "the 451 was logged as a retry: {logs}"
     );
-    let outbox = outbox_rows(&daemon);
+    // The server's acceptance is committed a moment after the mail arrived.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut outbox = outbox_rows(&daemon);
+    while !outbox
+        .iter()
+        .any(|(t, state, _)| t == "b@example.com" && state == "delivered")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+        outbox = outbox_rows(&daemon);
+    }
     assert!(
         outbox
             .iter()

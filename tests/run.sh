@@ -5,13 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Peers: promtool (prometheus), the exporters we compare with, private PostgreSQL, PgBouncer and
+# Peers: promtool (prometheus), amtool (prometheus-alertmanager), the exporters we compare with, private PostgreSQL, PgBouncer and
 # Redis servers started by the tests (postgresql, pgbouncer, redis-server, redis-tools),
 # systemd-analyze (systemd), curl + openssl for the TLS test, and for notifications a real SMTP
 # server (python3-aiosmtpd, run with Debian's /usr/bin/python3) and Alertmanager.
 packages=(prometheus prometheus-node-exporter prometheus-postgres-exporter prometheus-redis-exporter
-  postgresql pgbouncer redis-server redis-tools systemd curl openssl ca-certificates
-  python3-aiosmtpd prometheus-alertmanager)
+  prometheus-alertmanager postgresql pgbouncer redis-server redis-tools systemd curl openssl ca-certificates
+  python3-aiosmtpd)
 missing=()
 for package in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

@@ -16,7 +16,8 @@ use crate::notify::config::AlertingConfig;
 #[serde(deny_unknown_fields, default)]
 pub struct AlertingSection {
     /// An Alertmanager configuration file (`alertmanager.yml`), read unchanged: routes,
-    /// receivers (email and webhook), inhibit rules, time intervals, templates.
+    /// receivers (email and webhook), inhibit rules, time intervals, templates. Relative to
+    /// the TOML file's directory.
     pub config_file: Option<Spanned<PathBuf>>,
     /// Alertmanager base URLs (`http://am1:9093`) that receive every alert through
     /// `POST /api/v2/alerts`, so a fleet keeps its central routing.
@@ -66,10 +67,18 @@ pub fn validate(
             ));
         }
     }
-    let config_file = overrides
-        .alerting_config
-        .clone()
-        .or_else(|| section.config_file.as_ref().map(|f| f.get_ref().clone()));
+    // A relative `config_file` is relative to the TOML file, as Prometheus resolves the files
+    // its configuration names; the flag is relative to the working directory.
+    let from_file = section.config_file.as_ref().map(|f| {
+        let path = f.get_ref();
+        match std::path::Path::new(source.origin).parent() {
+            Some(dir) if path.is_relative() && source.origin != super::DEFAULT_CONFIG_ORIGIN => {
+                dir.join(path)
+            }
+            _ => path.clone(),
+        }
+    });
+    let config_file = overrides.alerting_config.clone().or(from_file);
     let config = match &config_file {
         None => None,
         Some(path) => match AlertingConfig::load(path) {

@@ -51,14 +51,30 @@ pub fn fingerprint(labels: &Labels) -> u64 {
 }
 
 /// The active alerts by fingerprint, merged as Alertmanager's API merges a re-sent alert.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct AlertStore {
     alerts: BTreeMap<u64, Alert>,
+    resolve_timeout_ms: i64,
+}
+
+impl Default for AlertStore {
+    fn default() -> AlertStore {
+        AlertStore {
+            alerts: BTreeMap::new(),
+            resolve_timeout_ms: 5 * 60 * 1000,
+        }
+    }
 }
 
 impl AlertStore {
     pub fn new() -> AlertStore {
         AlertStore::default()
+    }
+
+    /// Sets `global.resolve_timeout`: an alert received without an end time ends this long
+    /// after it was received, unless it is sent again (Alertmanager's API does the same).
+    pub fn set_resolve_timeout(&mut self, timeout: Duration) {
+        self.resolve_timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
     }
 
     /// Inserts or merges an alert and returns the stored result. An update of a still-active
@@ -67,6 +83,9 @@ impl AlertStore {
     pub fn upsert(&mut self, mut alert: Alert, now_ms: i64) -> &Alert {
         let fingerprint = alert.fingerprint();
         alert.updated_at_ms = now_ms;
+        if alert.ends_at_ms == 0 {
+            alert.ends_at_ms = now_ms.saturating_add(self.resolve_timeout_ms);
+        }
         if let Some(old) = self.alerts.get(&fingerprint)
             && !old.is_resolved_at(now_ms)
             && old.starts_at_ms < alert.starts_at_ms
@@ -151,5 +170,9 @@ mod tests {
         let gone = store.gc(30_000 + 60_000, Duration::from_secs(30));
         assert_eq!(gone.len(), 2);
         assert!(store.is_empty());
+        // No end time: it ends resolve_timeout after it was received.
+        store.set_resolve_timeout(Duration::from_secs(60));
+        let open = store.upsert(alert(&[("alertname", "C")], 1_000, 0), 2_000);
+        assert_eq!(open.ends_at_ms, 62_000);
     }
 }

@@ -169,3 +169,94 @@ pub fn display_labels(labels: &Labels) -> String {
         .collect();
     format!("{{{}}}", inner.join(", "))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::notify::config::AlertingConfig;
+    use crate::notify::tool::parse_labels;
+
+    const TREE: &str = r#"
+route:
+  receiver: root
+  group_by: [alertname]
+  group_wait: 10s
+  routes:
+    - matchers: ['severity="critical"']
+      receiver: pager
+      continue: true
+      repeat_interval: 1h
+    - matchers: ['team=~"db|cache"']
+      receiver: db
+      group_by: ['...']
+      routes:
+        - match: {service: postgres}
+          group_interval: 1m
+    - matchers: ['team="db"']
+      receiver: never-reached
+receivers: [{name: root}, {name: pager}, {name: db}, {name: never-reached}]
+"#;
+
+    fn tree() -> Route {
+        AlertingConfig::parse(Path::new("t.yml"), TREE)
+            .expect("valid")
+            .route
+    }
+
+    /// The (receiver, key) of each route the labels reach.
+    fn check(labels: &[&str], expected: &[(&str, &str)]) {
+        let tree = tree();
+        let args: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
+        let labels = parse_labels(&args).expect("labels");
+        let got: Vec<(&str, &str)> = tree
+            .matching(&labels)
+            .iter()
+            .map(|r| (r.receiver.as_str(), r.key()))
+            .collect();
+        assert_eq!(got, expected, "{args:?}");
+    }
+
+    #[test]
+    fn depth_first_with_continue_and_the_parent_as_fallback() {
+        check(&["alertname=X"], &[("root", "{}")]);
+        check(
+            &["severity=critical"],
+            &[("pager", r#"{}/{severity="critical"}"#)],
+        );
+        check(
+            &["severity=critical", "team=db"],
+            &[
+                ("pager", r#"{}/{severity="critical"}"#),
+                ("db", r#"{}/{team=~"db|cache"}"#),
+            ],
+        );
+        check(
+            &["team=db", "service=postgres"],
+            &[("db", r#"{}/{team=~"db|cache"}/{service="postgres"}"#)],
+        );
+    }
+
+    #[test]
+    fn options_are_inherited_with_alertmanagers_defaults() {
+        let tree = tree();
+        assert_eq!(tree.group_wait, Duration::from_secs(10));
+        assert_eq!(tree.group_interval, DEFAULT_GROUP_INTERVAL);
+        assert_eq!(tree.repeat_interval, DEFAULT_REPEAT_INTERVAL);
+        let pager = &tree.routes[0];
+        assert_eq!(pager.repeat_interval, Duration::from_secs(3600));
+        assert_eq!(pager.group_by, GroupBy::Labels(vec!["alertname".into()]));
+        let postgres = &tree.routes[1].routes[0];
+        assert_eq!(postgres.receiver, "db");
+        assert_eq!(postgres.group_by, GroupBy::All);
+        assert_eq!(postgres.group_wait, Duration::from_secs(10));
+        assert_eq!(postgres.group_interval, Duration::from_secs(60));
+        let labels = Labels::from_pairs([("alertname", "A"), ("team", "db"), ("x", "1")]);
+        assert_eq!(
+            display_labels(&tree.group_labels(&labels)),
+            r#"{alertname="A"}"#
+        );
+        assert_eq!(postgres.group_labels(&labels), labels);
+    }
+}

@@ -13,8 +13,8 @@ pub struct TimeInterval {
     pub weekdays: Vec<(u8, u8)>,
     /// Inclusive, negative counts from the month's end (-1 is the last day).
     pub days_of_month: Vec<(i32, i32)>,
-    /// January is 1, inclusive.
-    pub months: Vec<(u8, u8)>,
+    /// January is 1, inclusive. Alertmanager accepts numbers outside 1-12, which never match.
+    pub months: Vec<(i32, i32)>,
     pub years: Vec<(i32, i32)>,
     /// The time zone; UTC when none is given.
     pub location: Option<TimeZone>,
@@ -57,7 +57,7 @@ impl TimeInterval {
                 return false;
             }
         }
-        let month = u8::try_from(t.month()).unwrap_or(0);
+        let month = i32::from(t.month());
         if !self.months.is_empty() && !self.months.iter().any(|&(s, e)| month >= s && month <= e) {
             return false;
         }
@@ -162,8 +162,8 @@ pub fn parse_day_of_month_range(text: &str) -> Result<(i32, i32), String> {
     Ok((begin, end))
 }
 
-/// `january:march`, `10:12` or `may`.
-pub fn parse_month_range(text: &str) -> Result<(u8, u8), String> {
+/// `january:march`, `10:12` or `may`. Numbers are not range-checked, as in Alertmanager.
+pub fn parse_month_range(text: &str) -> Result<(i32, i32), String> {
     const MONTHS: [&str; 12] = [
         "january",
         "february",
@@ -180,17 +180,13 @@ pub fn parse_month_range(text: &str) -> Result<(u8, u8), String> {
     ];
     let month = |m: &str| {
         let m = m.trim();
-        if let Ok(number) = m.parse::<u8>() {
-            return if (1..=12).contains(&number) {
-                Ok(number)
-            } else {
-                Err(format!("{number} is not a valid month: out of range"))
-            };
+        if let Ok(number) = m.parse::<i32>() {
+            return Ok(number);
         }
         MONTHS
             .iter()
             .position(|name| name.eq_ignore_ascii_case(m))
-            .and_then(|i| u8::try_from(i + 1).ok())
+            .and_then(|i| i32::try_from(i + 1).ok())
             .ok_or_else(|| format!("{m} is not a valid month"))
     };
     let (begin, end) = split_range(text);
@@ -305,7 +301,8 @@ mod tests {
         assert!(parse_day_of_month_range("0").is_err());
         assert!(parse_day_of_month_range("-5:3").is_err());
         assert!(parse_day_of_month_range("10:5").is_err());
-        assert!(parse_month_range("13").is_err());
+        assert!(parse_month_range("smarch").is_err());
+        assert!(parse_month_range("may:march").is_err());
         assert!(parse_year_range("2027:2026").is_err());
         assert!(parse_location("Mars/Olympus").is_err());
     }

@@ -54,6 +54,9 @@ pub enum StoreError {
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
+/// Called with the store's new health when it changes.
+type HealthHook = Box<dyn Fn(bool) + Send>;
+
 /// A handle to the store's writer thread. Cheap to clone; the thread stops when the last
 /// handle is dropped (after finishing the jobs already sent).
 #[derive(Clone)]
@@ -63,13 +66,10 @@ pub struct Store {
     health: Arc<Health>,
 }
 
-/// Called with the store's health each time it changes.
-type HealthListener = Box<dyn Fn(bool) + Send>;
-
 /// Whether the last write succeeded, and who wants to know when that changes.
 struct Health {
     healthy: AtomicBool,
-    on_change: std::sync::Mutex<Option<HealthListener>>,
+    on_change: std::sync::Mutex<Option<HealthHook>>,
 }
 
 impl Store {

@@ -342,22 +342,19 @@ impl Check {
             for (i, node) in self.list(&top, section, "").iter().enumerate() {
                 let key = format!("{section}[{i}]");
                 if let Some((name, entries)) = self.named_time_interval(node, &key) {
-                    if let std::collections::btree_map::Entry::Vacant(slot) =
-                        time_intervals.entry(name.clone())
-                    {
-                        slot.insert(entries);
-                    } else {
-                        let what = if section == "time_intervals" {
-                            "time interval"
-                        } else {
-                            "mute time interval"
-                        };
-                        self.error(
-                            node.line,
-                            &key,
-                            format!("{what} {name:?} is not unique"),
-                            "",
-                        );
+                    match time_intervals.entry(name) {
+                        std::collections::btree_map::Entry::Occupied(taken) => {
+                            let what = if section == "time_intervals" {
+                                "time interval"
+                            } else {
+                                "mute time interval"
+                            };
+                            let message = format!("{what} {:?} is not unique", taken.key());
+                            self.error(node.line, &key, message, "");
+                        }
+                        std::collections::btree_map::Entry::Vacant(free) => {
+                            free.insert(entries);
+                        }
                     }
                 }
             }
