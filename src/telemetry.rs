@@ -22,11 +22,15 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     metrics::gauge!(
         "prismwatch_build_info",
         "version" => env!("CARGO_PKG_VERSION"),
+        "revision" => REVISION,
         "target" => std::env::consts::ARCH,
     )
     .set(1.0);
     Ok(handle)
 }
+
+/// The commit the binary was built from (see build.rs), or `unknown`.
+pub const REVISION: &str = env!("PRISMWATCH_REVISION");
 
 fn describe() {
     describe_counter!(
@@ -43,7 +47,7 @@ fn describe() {
     );
     describe_gauge!(
         "prismwatch_build_info",
-        "A metric with a constant '1' value labeled by the prismwatch version."
+        "A metric with a constant '1' value labeled by the prismwatch version and the commit it was built from (revision, or unknown)."
     );
     describe_gauge!(
         "prismwatch_collector_interval_seconds",

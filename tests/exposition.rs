@@ -195,3 +195,69 @@ fn gzip_is_served_when_asked() {
         "{text}"
     );
 }
+
+/// `prismwatch_build_info` and `/api/v1/status/buildinfo` name the commit the binary was built
+/// from (build.rs asks git; without git it is `unknown`), not a placeholder.
+#[test]
+fn build_info_names_the_commit() {
+    let expected = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".to_string());
+    let expected = std::env::var("PRISMWATCH_REVISION")
+        .ok()
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or(expected);
+    let daemon = Daemon::start_ready(None, &[]);
+    let keys = daemon.scrape().keys_of("prismwatch_build_info");
+    assert!(
+        keys.iter()
+            .any(|k| k.contains(&format!("revision=\"{expected}\""))),
+        "{keys:?}"
+    );
+    let body = daemon.get("/api/v1/status/buildinfo", &[]).body;
+    assert!(
+        body.contains(&format!("\"revision\":\"{expected}\"")),
+        "{body}"
+    );
+}
+
+/// `/api/v1/targets` lists every collector as Prometheus lists its targets: the host up, a
+/// Redis that refuses connections down with its error.
+#[test]
+fn targets_list_each_collector_with_its_health_and_last_error() {
+    let closed = format!("127.0.0.1:{}", common::free_port());
+    let redis = format!("redis://{closed}");
+    let daemon = Daemon::start_ready(None, &["--redis", &redis, "--host-interval", "1s"]);
+    let response = daemon.get("/api/v1/targets", &[]);
+    assert_eq!(response.status, 200, "{}", response.body);
+    let json: serde_json::Value = serde_json::from_str(&response.body).expect("JSON");
+    let targets = json["data"]["activeTargets"].as_array().expect("targets");
+    let find = |job: &str| {
+        targets
+            .iter()
+            .find(|t| t["labels"]["job"] == job)
+            .unwrap_or_else(|| panic!("no {job} target in {}", response.body))
+    };
+    let host = find("host");
+    assert_eq!(host["health"], "up", "{host}");
+    assert_eq!(host["lastError"], "");
+    assert_eq!(host["scrapeInterval"], "1s");
+    assert!(
+        host["lastScrape"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{host}"
+    );
+    let redis = find("redis");
+    assert_eq!(redis["health"], "down", "{redis}");
+    assert_eq!(redis["labels"]["instance"], closed.as_str());
+    assert!(
+        redis["lastError"].as_str().is_some_and(|e| !e.is_empty()),
+        "{redis}"
+    );
+}

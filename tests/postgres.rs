@@ -241,6 +241,12 @@ fn a_pg_monitor_role_is_enough() {
             .iter()
             .any(|k| k.contains("datname=\"app\""))
     );
+    // The HELP text says how fresh the value is.
+    let help = exposition.help.get("pg_database_size_bytes");
+    assert!(
+        help.is_some_and(|h| h.contains("refreshed every 5 minutes")),
+        "{help:?}"
+    );
     assert!(
         daemon
             .get("/api/v1/status", &[])

@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock};
 
 pub use labels::TargetLabels;
 
-pub use schedule::{Readiness, now_ms, run_collector};
+pub use schedule::{CollectorHealth, Readiness, now_ms, run_collector};
 
 use crate::model::Batch;
 

@@ -13,10 +13,24 @@ use super::{Collector, FailureKind};
 use crate::config::CollectorSchedule;
 use crate::history::History;
 
-/// Which collectors have completed a first collection; `/readyz` answers from it.
+/// Which collectors have completed a first collection, and how each one's last collection
+/// went; `/readyz` and `/api/v1/targets` answer from it.
 #[derive(Clone, Default)]
 pub struct Readiness {
     collected: Arc<Mutex<BTreeMap<String, bool>>>,
+    health: Arc<Mutex<BTreeMap<String, CollectorHealth>>>,
+}
+
+/// How a collector's last collection went.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CollectorHealth {
+    /// When it ran (the batch's timestamp, ms since the epoch).
+    pub last_collection_ms: i64,
+    pub duration_seconds: f64,
+    /// Why it failed; `None` when it succeeded.
+    pub last_error: Option<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
 }
 
 impl Readiness {
@@ -32,6 +46,28 @@ impl Readiness {
         if let Ok(mut map) = self.collected.lock() {
             map.remove(name);
         }
+        if let Ok(mut map) = self.health.lock() {
+            map.remove(name);
+        }
+    }
+
+    fn record(&self, name: &str, health: CollectorHealth) {
+        if let Ok(mut map) = self.health.lock() {
+            map.insert(name.to_string(), health);
+        }
+    }
+
+    /// Every registered collector with its last collection (`None` before the first).
+    pub fn health(&self) -> BTreeMap<String, Option<CollectorHealth>> {
+        let health = self.health.lock().map(|m| m.clone()).unwrap_or_default();
+        self.collected
+            .lock()
+            .map(|map| {
+                map.keys()
+                    .map(|name| (name.clone(), health.get(name).cloned()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn mark(&self, name: &str) {
@@ -110,6 +146,21 @@ pub async fn run_collector<C: Collector>(
         };
         let elapsed = started.elapsed().as_secs_f64();
         metrics::gauge!("prismwatch_collector_duration_seconds", &labels).set(elapsed);
+        let last_error = match &outcome {
+            Ok(Ok(_)) => None,
+            Ok(Err(error)) => Some(error.to_string()),
+            Err(_) => Some(format!("timed out after {:?}", schedule.timeout)),
+        };
+        readiness.record(
+            &name,
+            CollectorHealth {
+                last_collection_ms: tick,
+                duration_seconds: elapsed,
+                last_error,
+                interval: schedule.interval,
+                timeout: schedule.timeout,
+            },
+        );
         let (batch, result) = match outcome {
             Ok(Ok(batch)) => {
                 if failing {

@@ -4,6 +4,7 @@
 //! stack; axum only routes.
 
 pub mod query;
+pub mod targets;
 pub mod tls;
 
 use std::future::Future;
@@ -85,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/metadata", get(query::metadata))
         .route("/api/v1/label/{name}/values", get(query::label_values))
         .route("/api/v1/status/buildinfo", get(query::buildinfo))
+        .route("/api/v1/targets", get(targets::targets))
         .route("/", get(index))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
     // Ingest has its own token (ai.ingest_token) and body limit, checked in the handlers.

@@ -647,7 +647,7 @@ fn form_pairs(text: &str) -> Vec<(String, String)> {
 pub async fn buildinfo() -> Response {
     success(json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "revision": "prismwatch",
+        "revision": crate::telemetry::REVISION,
         "branch": "",
         "buildUser": "",
         "buildDate": "",

@@ -332,7 +332,7 @@ pub fn emit(
     batch.family(
         "pg_database_size_bytes",
         MetricKind::Gauge,
-        "Disk space used by the database",
+        "Disk space used by the database, refreshed every 5 minutes (the size query reads every file of every database; between refreshes the last value is repeated)",
     );
     for (datname, size) in sizes {
         batch.push(
