@@ -34,6 +34,78 @@ pub const REVISION: &str = env!("PRISMWATCH_REVISION");
 
 fn describe() {
     describe_counter!(
+        "alertmanager_notifications_total",
+        "Notifications attempted, by integration (email, webhook), as Alertmanager counts them."
+    );
+    describe_counter!(
+        "alertmanager_notifications_failed_total",
+        "Notification attempts that failed, by integration (email, webhook); retried ones count each time."
+    );
+    describe_histogram!(
+        "alertmanager_notification_latency_seconds",
+        "Time one notification attempt took, by integration."
+    );
+    describe_gauge!(
+        "alertmanager_alerts",
+        "Alerts held by the notifier, by state (active, suppressed)."
+    );
+    describe_gauge!(
+        "alertmanager_silences",
+        "Silences, by state (active, pending, expired)."
+    );
+    describe_counter!(
+        "prismwatch_ai_otlp_streams_refused_total",
+        "OTLP cumulative streams refused because the stream table is full (live streams are never evicted)."
+    );
+    describe_counter!(
+        "prismwatch_ai_state_save_failures_total",
+        "Saves of the spend state that failed; ingest answers 503 meanwhile."
+    );
+    describe_gauge!(
+        "prismwatch_http_connections_open",
+        "HTTP connections open now."
+    );
+    describe_counter!(
+        "prismwatch_http_connections_refused_total",
+        "HTTP connections closed at once because web.max_connections were open."
+    );
+    describe_counter!(
+        "prismwatch_http_request_timeouts_total",
+        "HTTP requests whose body did not arrive within web.read_timeout (answered 408)."
+    );
+    describe_counter!(
+        "prismwatch_notify_alert_batches_dropped_total",
+        "Batches of alerts from the rules that the notifier could not take (its queue was full)."
+    );
+    describe_counter!(
+        "prismwatch_notify_forward_errors_total",
+        "Failed posts of alerts to a configured Alertmanager (retried with backoff)."
+    );
+    describe_counter!(
+        "prismwatch_notify_forwarded_total",
+        "Alerts posted to configured Alertmanagers."
+    );
+    describe_gauge!(
+        "prismwatch_notify_outbox_pending",
+        "Notifications in the outbox not yet delivered."
+    );
+    describe_gauge!(
+        "prismwatch_notify_outbox_failed",
+        "Notifications in the outbox refused permanently (kept with the server's answer)."
+    );
+    describe_gauge!(
+        "prismwatch_notify_outbox_oldest_age_seconds",
+        "Age of the oldest undelivered notification in the outbox (0 when empty)."
+    );
+    describe_counter!(
+        "prismwatch_store_errors_total",
+        "Writes to the state store (prismwatch.db) that failed."
+    );
+    describe_gauge!(
+        "prismwatch_store_healthy",
+        "1 when the last write to the state store succeeded, else 0."
+    );
+    describe_counter!(
         "prismwatch_queries_interrupted_total",
         "Queries of the query API stopped, by reason (timeout, canceled) and stage (queue, evaluation)."
     );
