@@ -73,7 +73,7 @@ pub struct DaemonArgs {
     pub log_format: Option<LogFormat>,
 
     /// Alertmanager configuration file for notifications (overrides alerting.config_file).
-    #[arg(long, value_name = "FILE", global = true)]
+    #[arg(long, value_name = "FILE")]
     pub alerting_config: Option<PathBuf>,
 }
 
@@ -84,6 +84,9 @@ pub enum Command {
     CheckConfig {
         /// The file to check.
         file: PathBuf,
+        /// Check this Alertmanager file instead of the one `[alerting] config_file` names.
+        #[arg(long, value_name = "FILE")]
+        alerting_config: Option<PathBuf>,
     },
     /// Notifications: Alertmanager configuration files and routing.
     Notify {
@@ -208,7 +211,10 @@ pub fn main() -> ExitCode {
     };
     let _ = rustls::crypto::ring::default_provider().install_default();
     match &cli.command {
-        Some(Command::CheckConfig { file }) => check_config(file),
+        Some(Command::CheckConfig {
+            file,
+            alerting_config,
+        }) => check_config(file, alerting_config.clone()),
         Some(Command::Spend {
             json,
             at,
@@ -267,8 +273,12 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn check_config(file: &std::path::Path) -> ExitCode {
-    match config::load(Some(file), &Overrides::default()) {
+fn check_config(file: &std::path::Path, alerting_config: Option<PathBuf>) -> ExitCode {
+    let overrides = Overrides {
+        alerting_config,
+        ..Overrides::default()
+    };
+    match config::load(Some(file), &overrides) {
         Ok(config) => {
             println!(
                 "{}: valid (listen {}, host collector {}, history {} / {} series, {} PostgreSQL, {} PgBouncer, {} Redis targets)",
