@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
-use super::error::{ConfigError, ConfigErrors, Source};
+use super::error::{ConfigErrors, Source};
 use super::file::FileConfig;
 use super::{DEFAULT_CONFIG, DEFAULT_CONFIG_ORIGIN, DEFAULT_PORT, Secret};
 
@@ -21,17 +21,7 @@ pub struct DaemonEndpoint {
 /// The endpoint of the configuration at `path` (the embedded default without one).
 pub fn daemon_endpoint(path: Option<&Path>) -> Result<DaemonEndpoint, ConfigErrors> {
     let (origin, text) = match path {
-        Some(path) => {
-            let origin = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
-                origin: origin.clone(),
-                position: None,
-                key: None,
-                message: format!("cannot read the configuration file: {error}"),
-                hint: Some("check the path given to --config, or pass --url".into()),
-            })?;
-            (origin, text)
-        }
+        Some(path) => super::read_file(path, "check the path given to --config, or pass --url")?,
         None => (
             DEFAULT_CONFIG_ORIGIN.to_string(),
             DEFAULT_CONFIG.to_string(),

@@ -172,17 +172,28 @@ pub const DEFAULT_DISK_DEVICES_EXCLUDE: &str = r"^(ram|loop|fd|(h|s|v|xv)d[a-z]|
 pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigErrors> {
     match path {
         Some(path) => {
-            let origin = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
-                origin: origin.clone(),
-                position: None,
-                key: None,
-                message: format!("cannot read the configuration file: {error}"),
-                hint: Some("check the path given to --config and that the file is readable".into()),
-            })?;
+            let (origin, text) = read_file(
+                path,
+                "check the path given to --config and that the file is readable",
+            )?;
             parse(&origin, &text, overrides)
         }
         None => parse(DEFAULT_CONFIG_ORIGIN, DEFAULT_CONFIG, overrides),
+    }
+}
+
+/// Reads a configuration file: its name for errors and its text, or an error with `hint`.
+pub(crate) fn read_file(path: &Path, hint: &str) -> Result<(String, String), ConfigError> {
+    let origin = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok((origin, text)),
+        Err(error) => Err(ConfigError {
+            origin,
+            position: None,
+            key: None,
+            message: format!("cannot read the configuration file: {error}"),
+            hint: Some(hint.into()),
+        }),
     }
 }
 

@@ -11,14 +11,7 @@ use super::{Config, ConfigError, ConfigErrors, Overrides};
 /// (empty, or only whitespace and comments) is refused.
 pub fn load_for_reload(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigErrors> {
     if let Some(path) = path {
-        let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
-            origin: origin.clone(),
-            position: None,
-            key: None,
-            message: format!("cannot read the configuration file: {error}"),
-            hint: Some("check that the file is readable".into()),
-        })?;
+        let (origin, text) = super::read_file(path, "check that the file is readable")?;
         if is_empty(&text) {
             return Err(ConfigError {
                 origin,
