@@ -343,3 +343,236 @@ fn a_stopped_server_is_logged_by_root_cause_and_marked_down_in_the_status() {
     assert_eq!(entry["up"], false, "{status}");
     assert!(entry["failed_at"].is_string(), "{status}");
 }
+
+/// A fake PostgreSQL server that declines TLS, reads the startup message and answers it with a
+/// message announced as 1,000,000,000 bytes, then streams bytes (at most `limit` per
+/// connection), as a hostile or broken server would. Returns its port and the connections served.
+fn start_message_flood(limit: usize) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&served);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(50) {
+            let Ok(mut stream) = stream else { continue };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            std::thread::spawn(move || {
+                let mut request = [0u8; 1024];
+                let Ok(read) = stream.read(&mut request) else {
+                    return;
+                };
+                // SSLRequest (length 8, code 80877103): decline, then read the startup.
+                if read == 8
+                    && request[4..8] == [0x04, 0xd2, 0x16, 0x2f]
+                    && (stream.write_all(b"N").is_err() || stream.read(&mut request).is_err())
+                {
+                    return;
+                }
+                let mut header = vec![b'R'];
+                header.extend_from_slice(&1_000_000_000u32.to_be_bytes());
+                let _ = stream.write_all(&header);
+                let chunk = vec![b'x'; 64 << 10];
+                let mut sent = 0;
+                while sent < limit && stream.write_all(&chunk).is_ok() {
+                    sent += chunk.len();
+                }
+            });
+        }
+    });
+    (port, served)
+}
+
+fn rss_bytes(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .expect("VmRSS")
+}
+
+#[test]
+fn a_gigantic_message_from_a_hostile_server_is_refused_without_growing_memory() {
+    let (port, served) = start_message_flood(1 << 30);
+    let config = format!(
+        "[host]\ninterval = \"5s\"\n\n[[postgres]]\ndsn = \"postgres://watcher@127.0.0.1:{port}/postgres\"\ninterval = \"500ms\"\ntimeout = \"400ms\"\n\n[[pgbouncer]]\ndsn = \"postgres://pgbouncer@127.0.0.1:{port}/pgbouncer?sslmode=disable\"\ninterval = \"500ms\"\ntimeout = \"400ms\"\n"
+    );
+    let daemon = Daemon::start_ready(Some(&config), &[]);
+    let baseline = rss_bytes(daemon.pid());
+    let server = format!("127.0.0.1:{port}");
+    wait_for(
+        &daemon,
+        "pg_up 0 and pgbouncer_up 0 after refused messages",
+        15,
+        |e| {
+            e.value(&format!("pg_up{{server=\"{server}\"}}")) == Some(0.0)
+                && e.value(&format!("pgbouncer_up{{server=\"{server}\"}}")) == Some(0.0)
+                && served.load(std::sync::atomic::Ordering::Relaxed) >= 6
+        },
+    );
+    let after = rss_bytes(daemon.pid());
+    assert!(
+        after < baseline + (64 << 20),
+        "RSS grew from {baseline} to {after} bytes"
+    );
+    let logs = daemon.logs();
+    let refusal = "the server announced a message of 999999996 bytes (type 'R'), over the limit of 16777216 bytes";
+    assert!(
+        logs.contains(&format!("PostgreSQL {server}: {refusal}")),
+        "{logs}"
+    );
+    assert!(
+        logs.contains(&format!("PgBouncer {server}: SHOW VERSION: {refusal}")),
+        "{logs}"
+    );
+    eprintln!("RSS before {baseline} bytes, after {after} bytes");
+}
+
+/// A CA and a server certificate it signed, for `localhost` and 127.0.0.1, readable by the
+/// server's user. Returns the CA's certificate, the server's certificate and its key.
+fn server_certificate(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let file = |name: &str| dir.join(name);
+    let openssl = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(status.success(), "openssl {args:?} failed");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        file("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("write extensions");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.crt",
+    ]);
+    let (cert, key) = (file("server.crt"), file("server.key"));
+    for file in [&cert, &key] {
+        let status = std::process::Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(file)
+            .status()
+            .expect("chown");
+        assert!(status.success());
+    }
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    (file("ca.crt"), cert, key)
+}
+
+#[test]
+fn tls_to_the_server_follows_sslmode() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    std::fs::set_permissions(
+        certs.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let (ca, cert, key) = server_certificate(certs.path());
+    let postgres = Postgres::start_with(
+        None,
+        &[
+            "ssl = on",
+            &format!("ssl_cert_file = '{}'", cert.display()),
+            &format!("ssl_key_file = '{}'", key.display()),
+        ],
+    );
+    let port = postgres.port;
+    let base = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let targets = [
+        ("required", format!("{base}?sslmode=require")),
+        (
+            "verified",
+            format!("{base}?sslmode=verify-full&sslrootcert={}", ca.display()),
+        ),
+        // Not signed by any public root: refused as a TLS failure.
+        ("unverifiable", format!("{base}?sslmode=verify-full")),
+        // A root certificate that cannot be read: down, with the file named.
+        (
+            "unreadable-root",
+            format!("{base}?sslmode=verify-ca&sslrootcert=/nonexistent/root.crt"),
+        ),
+    ];
+    let mut config = String::from("[host]\ninterval = \"5s\"\n");
+    for (name, dsn) in &targets {
+        config.push_str(&format!(
+            "\n[[postgres]]\nname = \"{name}\"\ndsn = \"{dsn}\"\ninterval = \"500ms\"\n"
+        ));
+    }
+    let daemon = Daemon::start_ready(Some(&config), &[]);
+    wait_for(
+        &daemon,
+        "TLS targets up, the unverifiable one down",
+        15,
+        |e| {
+            e.value("pg_up{server=\"required\"}") == Some(1.0)
+                && e.value("pg_up{server=\"verified\"}") == Some(1.0)
+                && e.value("pg_up{server=\"unverifiable\"}") == Some(0.0)
+                && e.value("pg_up{server=\"unreadable-root\"}") == Some(0.0)
+        },
+    );
+    let encrypted = postgres.psql(
+        "postgres",
+        "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+         WHERE application_name = 'prismwatch' AND ssl",
+    );
+    assert!(
+        encrypted.parse::<u32>().expect("count") >= 2,
+        "the guarded connections are encrypted: {encrypted}"
+    );
+    let logs = daemon.logs();
+    assert!(
+        logs.contains("PostgreSQL unverifiable: TLS with 127.0.0.1:"),
+        "{logs}"
+    );
+    assert!(logs.contains("TLS failed"), "{logs}");
+    assert!(logs.contains("sslrootcert /nonexistent/root.crt"), "{logs}");
+}

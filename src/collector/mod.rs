@@ -11,6 +11,7 @@ pub mod postgres;
 pub mod process;
 pub mod redis;
 mod schedule;
+pub mod wire_guard;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -11,6 +11,7 @@ use futures_util::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
 use sqlx::{Column, Connection, Row, ValueRef};
 
+use super::wire_guard::{Limits, WireGuard};
 use super::{CollectError, Collector, FailureKind, TargetLabels};
 use crate::config::PgbouncerTarget;
 use crate::model::{Batch, MetricKind};
@@ -19,7 +20,8 @@ use crate::model::{Batch, MetricKind};
 pub struct PgbouncerCollector {
     source: String,
     labels: TargetLabels,
-    options: PgConnectOptions,
+    /// Every connection goes through the guard, which bounds what the console can make us read.
+    guard: WireGuard,
     connection: Option<PgConnection>,
 }
 
@@ -72,25 +74,42 @@ impl PgbouncerCollector {
             // The admin console refuses startup parameters it does not know.
             .extra_float_digits(None)
             .application_name("prismwatch");
+        let guard = WireGuard::new(
+            options,
+            target.dsn.expose(),
+            Limits::collector(target.common.schedule.timeout),
+        )
+        .map_err(|error| {
+            CollectError::Other(format!("PgBouncer {}: {error}", target.common.server))
+        })?;
         Ok(PgbouncerCollector {
             source: format!("pgbouncer:{}", target.common.server),
             labels: TargetLabels::new(&target.common),
-            options,
+            guard,
             connection: None,
         })
     }
 
     async fn show(&mut self, what: &'static str) -> Result<Vec<TextRow>, CollectError> {
         let server = self.labels.server().to_string();
-        let fail = |error: sqlx::Error| CollectError::Target {
-            kind: FailureKind::of_sqlx(&error),
-            message: format!("PgBouncer {server}: {what}: {error}"),
+        self.guard.serve();
+        let guard = &self.guard;
+        let fail = |error: sqlx::Error| match guard.take_failure() {
+            // The guard ended the connection: its reason is the root cause.
+            Some(failure) => CollectError::Target {
+                kind: failure.kind,
+                message: format!("PgBouncer {server}: {what}: {}", failure.message),
+            },
+            None => CollectError::Target {
+                kind: FailureKind::of_sqlx(&error),
+                message: format!("PgBouncer {server}: {what}: {error}"),
+            },
         };
         // Taken out while in use: if the scheduler drops this future at its timeout, the
         // half-read connection is dropped with it instead of being reused.
         let mut connection = match self.connection.take() {
             Some(connection) => connection,
-            None => PgConnection::connect_with(&self.options)
+            None => PgConnection::connect_with(guard.options())
                 .await
                 .map_err(&fail)?,
         };

@@ -23,6 +23,7 @@ pub use statements::{
     StatementDelta, StatementKey, StatementTotals, StatementTracker, top_by_interval_time,
 };
 
+use super::wire_guard::{Limits, WireGuard};
 use super::{CollectError, Collector, FailureKind, StatusBoard, TargetLabels};
 use crate::config::PostgresTarget;
 use crate::model::{Batch, MetricKind};
@@ -41,7 +42,8 @@ pub struct PostgresCollector {
     labels: TargetLabels,
     target: PostgresTarget,
     pool: PgPool,
-    options: PgConnectOptions,
+    /// Every connection goes through the guard, which bounds what the server can make us read.
+    guard: std::sync::Arc<WireGuard>,
     status: StatusBoard,
     /// `server_version_num` and the snapshot query for it, set once per connection generation.
     server_version: Option<(i64, std::sync::Arc<str>)>,
@@ -67,6 +69,14 @@ impl PostgresCollector {
         status: StatusBoard,
     ) -> Result<PostgresCollector, CollectError> {
         let options = connect_options(target.dsn.expose(), target.common.schedule.timeout)?;
+        let guard = WireGuard::new(
+            options,
+            target.dsn.expose(),
+            Limits::collector(target.common.schedule.timeout),
+        )
+        .map_err(|error| {
+            CollectError::Other(format!("PostgreSQL {}: {error}", target.common.server))
+        })?;
         let pool = PgPoolOptions::new()
             // One connection serves every query in sequence; a second covers the one left
             // cleaning up after a timed-out query.
@@ -79,13 +89,13 @@ impl PostgresCollector {
             // pg_up report; sqlx's warning for it is noise.
             .acquire_slow_level(log::LevelFilter::Off)
             .acquire_time_level(log::LevelFilter::Off)
-            .connect_lazy_with(options.clone());
+            .connect_lazy_with(guard.options().clone());
         Ok(PostgresCollector {
             source: format!("postgres:{}", target.common.server),
             labels: TargetLabels::new(&target.common),
             target,
             pool,
-            options,
+            guard: std::sync::Arc::new(guard),
             status,
             server_version: None,
             statements: StatementTracker::default(),
@@ -102,14 +112,23 @@ impl PostgresCollector {
 
     async fn collect_batch(&mut self) -> Result<Batch, CollectError> {
         let server = self.labels.server().to_string();
-        let fail = |error: sqlx::Error| CollectError::Target {
-            kind: FailureKind::of_sqlx(&error),
-            message: format!("PostgreSQL {server}: {error}"),
+        self.guard.serve();
+        let guard = std::sync::Arc::clone(&self.guard);
+        let fail = |error: sqlx::Error| match guard.take_failure() {
+            // The guard ended the connection: its reason is the root cause.
+            Some(failure) => CollectError::Target {
+                kind: failure.kind,
+                message: format!("PostgreSQL {server}: {}", failure.message),
+            },
+            None => CollectError::Target {
+                kind: FailureKind::of_sqlx(&error),
+                message: format!("PostgreSQL {server}: {error}"),
+            },
         };
         if self.pool.size() == 0 {
             // The pool retries a failed connect until its timeout and then says only "pool
             // timed out": one direct attempt first gives the root cause at once.
-            let probe = PgConnection::connect_with(&self.options)
+            let probe = PgConnection::connect_with(self.guard.options())
                 .await
                 .map_err(&fail)?;
             let _ = probe.close().await;
