@@ -606,19 +606,10 @@ fn month_tokens(daemon: &Daemon) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn rss_bytes(pid: i32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb * 1024.0)
-}
-
 #[test]
 fn otlp_duration_points_cost_the_same_whatever_their_counts() {
     let daemon = Daemon::start_ready(Some(&config("")), &[]);
-    let before = rss_bytes(daemon.pid());
+    let before = common::rss_bytes(daemon.pid()) as f64;
     let attributes = [
         attribute("gen_ai.provider.name", "openai"),
         attribute("gen_ai.request.model", "gpt-4o"),
@@ -642,7 +633,7 @@ fn otlp_duration_points_cost_the_same_whatever_their_counts() {
         ),
         Some(1e7)
     );
-    let grown = rss_bytes(daemon.pid()) - before;
+    let grown = common::rss_bytes(daemon.pid()) as f64 - before;
     assert!(grown < 50e6, "RSS grew by {grown} bytes");
 }
 

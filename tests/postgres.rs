@@ -383,16 +383,6 @@ fn start_message_flood(limit: usize) -> (u16, std::sync::Arc<std::sync::atomic::
     (port, served)
 }
 
-fn rss_bytes(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-        .expect("VmRSS")
-}
-
 #[test]
 fn a_gigantic_message_from_a_hostile_server_is_refused_without_growing_memory() {
     let (port, served) = start_message_flood(1 << 30);
@@ -400,7 +390,7 @@ fn a_gigantic_message_from_a_hostile_server_is_refused_without_growing_memory() 
         "[host]\ninterval = \"5s\"\n\n[[postgres]]\ndsn = \"postgres://watcher@127.0.0.1:{port}/postgres\"\ninterval = \"500ms\"\ntimeout = \"400ms\"\n\n[[pgbouncer]]\ndsn = \"postgres://pgbouncer@127.0.0.1:{port}/pgbouncer?sslmode=disable\"\ninterval = \"500ms\"\ntimeout = \"400ms\"\n"
     );
     let daemon = Daemon::start_ready(Some(&config), &[]);
-    let baseline = rss_bytes(daemon.pid());
+    let baseline = common::rss_bytes(daemon.pid());
     let server = format!("127.0.0.1:{port}");
     wait_for(
         &daemon,
@@ -412,7 +402,7 @@ fn a_gigantic_message_from_a_hostile_server_is_refused_without_growing_memory() 
                 && served.load(std::sync::atomic::Ordering::Relaxed) >= 6
         },
     );
-    let after = rss_bytes(daemon.pid());
+    let after = common::rss_bytes(daemon.pid());
     assert!(
         after < baseline + (64 << 20),
         "RSS grew from {baseline} to {after} bytes"

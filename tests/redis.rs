@@ -214,16 +214,6 @@ fn start_bulk_flood(limit: usize) -> (String, std::sync::Arc<std::sync::atomic::
     (address, served)
 }
 
-fn rss_bytes(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-        .expect("VmRSS")
-}
-
 #[test]
 fn a_gigantic_bulk_reply_is_refused_without_growing_memory() {
     let (address, served) = start_bulk_flood(1 << 30);
@@ -232,14 +222,14 @@ fn a_gigantic_bulk_reply_is_refused_without_growing_memory() {
     );
     let daemon = Daemon::start_ready(Some(&config), &[]);
     let key = format!("redis_up{{server=\"{address}\"}}");
-    let baseline = rss_bytes(daemon.pid());
+    let baseline = common::rss_bytes(daemon.pid());
     wait_for(
         &daemon,
         "redis_up 0 after several refused replies",
         10,
         |e| e.value(&key) == Some(0.0) && served.load(std::sync::atomic::Ordering::Relaxed) >= 4,
     );
-    let after = rss_bytes(daemon.pid());
+    let after = common::rss_bytes(daemon.pid());
     assert!(
         after < baseline + (64 << 20),
         "RSS grew from {baseline} to {after} bytes"

@@ -12,7 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
 use sqlx::{Column, Connection, Row, ValueRef};
 
 use super::wire_guard::{Limits, WireGuard};
-use super::{CollectError, Collector, FailureKind, TargetLabels};
+use super::{CollectError, Collector, TargetLabels};
 use crate::config::PgbouncerTarget;
 use crate::model::{Batch, MetricKind};
 
@@ -94,17 +94,8 @@ impl PgbouncerCollector {
         let server = self.labels.server().to_string();
         self.guard.serve();
         let guard = &self.guard;
-        let fail = |error: sqlx::Error| match guard.take_failure() {
-            // The guard ended the connection: its reason is the root cause.
-            Some(failure) => CollectError::Target {
-                kind: failure.kind,
-                message: format!("PgBouncer {server}: {what}: {}", failure.message),
-            },
-            None => CollectError::Target {
-                kind: FailureKind::of_sqlx(&error),
-                message: format!("PgBouncer {server}: {what}: {error}"),
-            },
-        };
+        let context = format!("PgBouncer {server}: {what}");
+        let fail = |error: sqlx::Error| guard.collect_error(&context, error);
         // Taken out while in use: if the scheduler drops this future at its timeout, the
         // half-read connection is dropped with it instead of being reused.
         let mut connection = match self.connection.take() {

@@ -22,7 +22,7 @@ use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::debug;
 
-use super::FailureKind;
+use super::{CollectError, FailureKind};
 
 /// The bounds a guarded connection keeps.
 #[derive(Clone, Copy, Debug)]
@@ -137,11 +137,7 @@ impl WireGuard {
     /// Starts serving the socket, once; later calls do nothing. Called inside the runtime,
     /// before each use of [`WireGuard::options`].
     pub fn serve(&self) {
-        let listener = self
-            .listener
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
+        let listener = lock(&self.listener).take();
         if let Some(listener) = listener {
             match listener
                 .set_nonblocking(true)
@@ -150,34 +146,32 @@ impl WireGuard {
                 Ok(listener) => {
                     let state = Arc::clone(&self.state);
                     let task = tokio::spawn(accept_loop(listener, state));
-                    *self
-                        .accept_task
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(task);
+                    *lock(&self.accept_task) = Some(task);
                 }
                 Err(error) => self.state.fail(FailureKind::Other, format!("{error}")),
             }
         }
     }
 
-    /// What ended the last guarded connection, if the guard ended it.
-    pub fn take_failure(&self) -> Option<GuardFailure> {
-        self.state
-            .failure
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take()
+    /// A collection's error for a failed sqlx call: the guard's reason when the guard ended
+    /// the connection (that is the root cause), else sqlx's own. `context` names the target.
+    pub fn collect_error(&self, context: &str, error: sqlx::Error) -> CollectError {
+        match lock(&self.state.failure).take() {
+            Some(failure) => CollectError::Target {
+                kind: failure.kind,
+                message: format!("{context}: {}", failure.message),
+            },
+            None => CollectError::Target {
+                kind: FailureKind::of_sqlx(&error),
+                message: format!("{context}: {error}"),
+            },
+        }
     }
 }
 
 impl Drop for WireGuard {
     fn drop(&mut self) {
-        if let Some(task) = self
-            .accept_task
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take()
-        {
+        if let Some(task) = lock(&self.accept_task).take() {
             task.abort();
         }
         let _ = std::fs::remove_dir_all(&self.directory);
@@ -186,12 +180,15 @@ impl Drop for WireGuard {
 
 impl Shared {
     fn fail(&self, kind: FailureKind, message: String) {
-        *self
-            .failure
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) =
-            Some(GuardFailure { kind, message });
+        *lock(&self.failure) = Some(GuardFailure { kind, message });
     }
+}
+
+/// The guard's locks hold plain values that stay valid if a holder panicked.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A fresh directory only we can enter, for the socket sqlx connects to. Created, never
@@ -488,14 +485,16 @@ fn tls_config(mode: PgSslMode, files: &TlsFiles) -> Result<Arc<rustls::ClientCon
     let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match mode {
         PgSslMode::VerifyCa | PgSslMode::VerifyFull => {
             let roots = Arc::new(root_store(files.root.as_deref())?);
-            let webpki =
-                rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
-                    .build()
-                    .map_err(|error| format!("TLS roots: {error}"))?;
+            let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                roots,
+                Arc::clone(&provider),
+            )
+            .build()
+            .map_err(|error| format!("TLS roots: {error}"))?;
             Arc::new(Verifier {
                 webpki: Some(webpki),
                 check_name: matches!(mode, PgSslMode::VerifyFull),
-                provider: Arc::new(rustls::crypto::ring::default_provider()),
+                provider: Arc::clone(&provider),
             })
         }
         _ => Arc::new(Verifier {

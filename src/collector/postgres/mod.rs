@@ -24,7 +24,7 @@ pub use statements::{
 };
 
 use super::wire_guard::{Limits, WireGuard};
-use super::{CollectError, Collector, FailureKind, StatusBoard, TargetLabels};
+use super::{CollectError, Collector, StatusBoard, TargetLabels};
 use crate::config::PostgresTarget;
 use crate::model::{Batch, MetricKind};
 
@@ -114,17 +114,8 @@ impl PostgresCollector {
         let server = self.labels.server().to_string();
         self.guard.serve();
         let guard = std::sync::Arc::clone(&self.guard);
-        let fail = |error: sqlx::Error| match guard.take_failure() {
-            // The guard ended the connection: its reason is the root cause.
-            Some(failure) => CollectError::Target {
-                kind: failure.kind,
-                message: format!("PostgreSQL {server}: {}", failure.message),
-            },
-            None => CollectError::Target {
-                kind: FailureKind::of_sqlx(&error),
-                message: format!("PostgreSQL {server}: {error}"),
-            },
-        };
+        let context = format!("PostgreSQL {server}");
+        let fail = |error: sqlx::Error| guard.collect_error(&context, error);
         if self.pool.size() == 0 {
             // The pool retries a failed connect until its timeout and then says only "pool
             // timed out": one direct attempt first gives the root cause at once.
