@@ -70,7 +70,10 @@ pub async fn run(
     let rules = crate::rules::manager::spawn(
         RuleSet::from_config(&config),
         Arc::clone(&history),
-        &config.state_dir,
+        crate::rules::manager::Persistence {
+            store: store.clone(),
+            state_dir: config.state_dir.clone(),
+        },
         crate::rules::engine::Context {
             external_labels: outgoing_labels(&config.external_labels),
             default_interval_ms: crate::rules::manager::DEFAULT_INTERVAL.as_millis() as i64,

@@ -1,5 +1,5 @@
-//! State files in the state directory (`spend.json`, `rules-state.json`): written durably,
-//! read without ever losing what cannot be read.
+//! State files in the state directory (`spend.json`; an older version's `rules-state.json`,
+//! read once): written durably, read without ever losing what cannot be read.
 //!
 //! A write is durable when it returns: the bytes go to a temporary file that is synced, renamed
 //! over the old file, and the directory is synced, so a crash or `kill -9` leaves either the old

@@ -113,9 +113,12 @@ fn alerts_fire_recordings_land_and_state_survives_a_restart() {
         "rule labels are not template labels: {summary}"
     );
 
-    // Restart: the saved state comes back. AlwaysOn is firing at the first evaluation (not
-    // pending for another 3 s) and LongPending keeps its active time (its `for` is within
-    // the 10-minute grace period, so Prometheus' restore rule leaves it as it was).
+    // Killed and restarted: the state written at each transition comes back. AlwaysOn is
+    // firing at the first evaluation (not pending for another 3 s) and LongPending keeps its
+    // active time (its `for` is within the 10-minute grace period, so Prometheus' restore
+    // rule leaves it as it was).
+    daemon.signal(rustix::process::Signal::KILL);
+    assert!(daemon.wait_exit(Duration::from_secs(5)).is_some());
     daemon.restart();
     let scrape = wait_for(&daemon, "alerts after the restart", 20, |e| {
         e.value(&firing).is_some() || e.value(&pending).is_some()
@@ -131,8 +134,8 @@ fn alerts_fire_recordings_land_and_state_survives_a_restart() {
     });
     assert_eq!(scrape.value(long_for_state), Some(active_at));
     assert!(
-        daemon.state_dir().join("rules-state.json").exists(),
-        "state file"
+        stored_groups(&daemon).contains_key(&format!("{path};local")),
+        "the group's state is in the store"
     );
 
     // Group telemetry.
@@ -592,9 +595,117 @@ fn external_labels_from_the_configuration_reach_templates() {
 }
 
 #[test]
-fn an_unreadable_alert_state_file_is_set_aside_and_replaced() {
+fn an_alert_that_resolved_just_before_a_kill_stays_resolved() {
+    // Fires for 12 s, past the 10 s at which state is also saved in bulk, then resolves.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let rules = format!(
+        "groups:\n  - name: window\n    interval: 1s\n    rules:\n      - alert: Window\n        expr: vector(time()) < {}\n",
+        now + 12
+    );
+    let (mut daemon, _dir, _) = start(&rules);
+    let firing = alert_key("Window", "firing", "");
+    wait_for(&daemon, "Window firing", 20, |e| e.value(&firing).is_some());
+    wait_for(&daemon, "Window resolved", 30, |e| {
+        e.value(&firing).is_none()
+    });
+    daemon.signal(rustix::process::Signal::KILL);
+    assert!(daemon.wait_exit(Duration::from_secs(5)).is_some());
+    daemon.restart();
+    // Long enough for several evaluations; a restored firing state would show at the first.
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        let scrape = daemon.scrape();
+        assert_eq!(
+            scrape.value(&firing),
+            None,
+            "a resolved alert came back after a restart\n{}",
+            daemon.logs()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let resolved = stored_groups(&daemon)
+        .values()
+        .flat_map(|group| group["rules"].as_object().cloned().unwrap_or_default())
+        .flat_map(|(_, alerts)| alerts.as_array().cloned().unwrap_or_default())
+        .filter(|alert| alert["state"] == "Resolved")
+        .count();
+    assert_eq!(resolved, 1, "{:?}", stored_groups(&daemon));
+}
+
+/// The `rules_state` rows of the daemon's store: group key to JSON body.
+fn stored_groups(daemon: &Daemon) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let path = daemon.state_dir().join("prismwatch.db");
+    let connection =
+        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open the store");
+    let mut statement = connection
+        .prepare("SELECT group_key, body FROM rules_state")
+        .expect("rules_state");
+    statement
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .expect("query")
+        .map(|row| {
+            let (key, body) = row.expect("row");
+            (key, serde_json::from_str(&body).expect("JSON body"))
+        })
+        .collect()
+}
+
+/// Removes the store, as on a host that ran a version without one.
+fn remove_store(daemon: &Daemon) {
+    for name in ["prismwatch.db", "prismwatch.db-wal", "prismwatch.db-shm"] {
+        let _ = std::fs::remove_file(daemon.state_dir().join(name));
+    }
+}
+
+#[test]
+fn the_alert_state_file_of_an_older_version_moves_into_the_store() {
+    let (mut daemon, _dir, path) = start(RULES);
+    let firing = alert_key("AlwaysOn", "firing", ",severity=\"page\"");
+    let pending = alert_key("AlwaysOn", "pending", ",severity=\"page\"");
+    wait_for(&daemon, "AlwaysOn firing", 20, |e| {
+        e.value(&firing).is_some()
+    });
+    daemon.signal(rustix::process::Signal::TERM);
+    assert!(daemon.wait_exit(Duration::from_secs(5)).is_some());
+    // What an older version left: the state as a JSON file, no store.
+    let groups = stored_groups(&daemon);
+    remove_store(&daemon);
+    let legacy = daemon.state_dir().join("rules-state.json");
+    std::fs::write(&legacy, serde_json::to_vec(&groups).expect("JSON")).expect("legacy file");
+    daemon.restart();
+    let scrape = wait_for(&daemon, "AlwaysOn after the upgrade", 20, |e| {
+        e.value(&firing).is_some() || e.value(&pending).is_some()
+    });
+    assert_eq!(
+        scrape.value(&pending),
+        None,
+        "the migrated state was not used: AlwaysOn went back to pending\n{}",
+        daemon.logs()
+    );
+    wait_log(
+        &daemon,
+        "Moved the saved alert state into the state store",
+        10,
+    );
+    assert!(!legacy.exists(), "the legacy file is read once");
+    assert!(
+        daemon
+            .state_dir()
+            .join("rules-state.json.migrated")
+            .exists()
+    );
+    assert!(stored_groups(&daemon).contains_key(&format!("{path};local")));
+}
+
+#[test]
+fn an_unreadable_alert_state_file_is_set_aside_and_the_store_is_used() {
     let (mut daemon, _dir, _) = start(RULES);
     let firing = alert_key("AlwaysOn", "firing", ",severity=\"page\"");
+    let pending = alert_key("AlwaysOn", "pending", ",severity=\"page\"");
     wait_for(&daemon, "AlwaysOn firing", 20, |e| {
         e.value(&firing).is_some()
     });
@@ -611,18 +722,11 @@ fn an_unreadable_alert_state_file_is_set_aside_and_replaced() {
         Some(&b"{ not json"[..])
     );
     assert!(daemon.logs().contains(&kept.display().to_string()));
-    // Evaluation starts over and the state file is written anew.
-    wait_for(&daemon, "AlwaysOn firing again", 20, |e| {
-        e.value(&firing).is_some()
+    // The store's state holds: AlwaysOn is firing at once, not pending again.
+    let scrape = wait_for(&daemon, "AlwaysOn after the restart", 20, |e| {
+        e.value(&firing).is_some() || e.value(&pending).is_some()
     });
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while std::fs::read(&state).map_or(true, |b| b.starts_with(b"{ not")) {
-        assert!(
-            Instant::now() < deadline,
-            "the state file was not rewritten"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    assert_eq!(scrape.value(&pending), None, "{}", daemon.logs());
 }
 
 /// A real Prometheus, with no targets, for comparing API answers that need no data.

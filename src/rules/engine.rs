@@ -11,7 +11,7 @@ use std::sync::RwLock;
 use promql_parser::parser::Expr;
 use serde::{Deserialize, Serialize};
 
-use super::alert::RuleAlerts;
+use super::alert::{AlertState, RuleAlerts};
 
 use super::eval::{self, SeriesSource, Value};
 use super::template::{self, TemplateData};
@@ -83,10 +83,39 @@ pub fn warm_up_ms(expr: &Expr) -> i64 {
 }
 
 /// The alert state of a group's alerting rules, keyed by [`Rule::key`]. Serialisable, so the
-/// daemon can keep it in the state directory across restarts.
+/// daemon can keep it in the state store across restarts.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct GroupState {
     pub rules: BTreeMap<String, RuleAlerts>,
+}
+
+impl GroupState {
+    /// Whether an alert appeared, went away or changed state (or `for` timing) between `self`
+    /// and `other`, ignoring the value, annotations and last-seen time that move at every
+    /// evaluation. A transition must be durable before it is announced.
+    pub fn transitioned_from(&self, other: &GroupState) -> bool {
+        fn life(state: &GroupState) -> impl Iterator<Item = LifeCycle<'_>> {
+            state.rules.iter().flat_map(|(key, alerts)| {
+                alerts.alerts().map(move |a| {
+                    (
+                        key.as_str(),
+                        a.labels.as_slice(),
+                        a.state,
+                        [a.active_at, a.hold_from.unwrap_or(i64::MIN)],
+                        [a.fired_at, a.resolved_at, a.keep_firing_since],
+                    )
+                })
+            })
+        }
+        type LifeCycle<'a> = (
+            &'a str,
+            &'a [(String, String)],
+            AlertState,
+            [i64; 2],
+            [Option<i64>; 3],
+        );
+        !life(self).eq(life(other))
+    }
 }
 
 /// The outcome of one rule's evaluation.

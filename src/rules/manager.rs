@@ -1,11 +1,12 @@
 //! Runs the rule groups inside the daemon. An actor owns the loaded rules: each group runs in
 //! its own task on its own interval (evaluation on the blocking pool, so a slow group delays
-//! nobody else), alert state is saved in the state directory and restored at start, and the
-//! rules are reloaded on request (SIGHUP) or when a rule file changes. A reload validates the
+//! nobody else), alert state is kept in the state store (written at each transition, before
+//! the notifier hears of it; see [`super::saved`]) and restored at start, and the rules are
+//! reloaded on request (SIGHUP) or when a rule file changes. A reload validates the
 //! new files first; if any is broken the old rules keep running.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -16,9 +17,11 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use super::engine::{self, Context, GroupState};
+use super::saved;
 use super::{Group, RuleError};
 use crate::collector::now_ms;
 use crate::history::History;
+use crate::store::Store;
 
 /// Interval of a group that sets none (Prometheus' global default is 1m; an agent on the host
 /// can afford to look more often).
@@ -28,10 +31,8 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 /// `--rules.alert.for-grace-period`, 10m).
 const FOR_GRACE_PERIOD_MS: i64 = 10 * 60 * 1000;
 
-/// Alert state of every group, in the state directory.
-pub const STATE_FILE: &str = "rules-state.json";
-
-/// How often rule files are checked for changes, and state saved.
+/// How often rule files are checked for changes, and every group's state (values and
+/// last-seen times, which are not transitions) saved.
 const POLL_PERIOD: Duration = Duration::from_secs(2);
 const SAVE_PERIOD: Duration = Duration::from_secs(10);
 
@@ -108,30 +109,30 @@ impl RulesHandle {
     }
 }
 
+/// Where the rules keep their alert state: the store, and the state directory an older
+/// version's state file is migrated from.
+pub struct Persistence {
+    pub store: Store,
+    pub state_dir: PathBuf,
+}
+
 /// Starts the rules actor.
 pub fn spawn(
     set: RuleSet,
     history: Arc<RwLock<History>>,
-    state_dir: &Path,
+    persistence: Persistence,
     context: Context,
     tracker: &TaskTracker,
     shutdown: &CancellationToken,
 ) -> RulesHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let view: RulesView = Arc::default();
-    let state_path = state_dir.join(STATE_FILE);
-    let (saved, save_blocked) = load_state(&state_path);
-    let context = Arc::new(Context {
-        restored_at: (!saved.is_empty()).then(now_ms),
-        ..context
-    });
     let actor = Actor {
         set,
         history,
-        state_path,
-        save_blocked,
-        states: saved,
-        context,
+        persistence,
+        states: BTreeMap::new(),
+        context: Arc::new(context),
         running: CancellationToken::new(),
         view: Arc::clone(&view),
         tracker: tracker.clone(),
@@ -144,9 +145,7 @@ pub fn spawn(
 struct Actor {
     set: RuleSet,
     history: Arc<RwLock<History>>,
-    state_path: PathBuf,
-    /// Set when the saved state could not be read nor moved aside: it is never written over.
-    save_blocked: bool,
+    persistence: Persistence,
     /// State by group key, including groups not (yet) loaded, so a state restored from disk
     /// reaches its group once it loads.
     states: BTreeMap<String, Arc<Mutex<GroupState>>>,
@@ -163,6 +162,16 @@ impl Actor {
         mut self,
         mut requests: mpsc::UnboundedReceiver<(RuleSet, Vec<(String, String)>)>,
     ) {
+        let now = now_ms();
+        let saved = saved::restore(&self.persistence.store, &self.persistence.state_dir, now).await;
+        self.context = Arc::new(Context {
+            restored_at: (!saved.is_empty()).then_some(now),
+            ..(*self.context).clone()
+        });
+        self.states = saved
+            .into_iter()
+            .map(|(key, state)| (key, Arc::new(Mutex::new(state))))
+            .collect();
         let (groups, errors) = self.set.load();
         for problem in &errors {
             error!(error = %problem, "A rule file has an error; its rules are not evaluated.");
@@ -194,11 +203,11 @@ impl Actor {
                         self.reload("file change");
                     }
                 }
-                _ = save.tick() => self.save(),
+                _ = save.tick() => self.save().await,
             }
         }
         self.running.cancel();
-        self.save();
+        self.save().await;
     }
 
     /// Loads and validates the rule set; starts it only if every file is valid.
@@ -278,6 +287,7 @@ impl Actor {
         for group in &loaded {
             let task = run_group(
                 group.clone(),
+                self.persistence.store.clone(),
                 Arc::clone(&self.history),
                 Arc::clone(&self.context),
                 self.running.clone(),
@@ -297,22 +307,45 @@ impl Actor {
         }
     }
 
-    /// Writes every group's alert state durably (see `state_file::write_durable`), unless the
-    /// file on disk could not be read and must be kept.
-    fn save(&self) {
-        if self.save_blocked {
-            return;
-        }
-        let snapshot: BTreeMap<&String, GroupState> = self
-            .states
-            .iter()
-            .map(|(key, state)| (key, state.lock().unwrap_or_else(|e| e.into_inner()).clone()))
-            .collect();
-        let result = serde_json::to_vec(&snapshot)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| crate::state_file::write_durable(&self.state_path, &bytes));
+    /// Writes the alert state of every group not evaluating right now (those are written
+    /// at their next transition or save) in one transaction, and drops groups that are gone.
+    /// The groups' locks are held until the write is queued, so a transition a group task
+    /// writes later is queued later and never overwritten by this older copy.
+    async fn save(&self) {
+        let live: Vec<String> = self.states.keys().cloned().collect();
+        let queued = {
+            let guards: Vec<_> = self
+                .states
+                .iter()
+                .filter_map(|(key, state)| match state.try_lock() {
+                    Ok(guard) => Some((key, guard)),
+                    Err(std::sync::TryLockError::Poisoned(e)) => Some((key, e.into_inner())),
+                    Err(std::sync::TryLockError::WouldBlock) => None,
+                })
+                .collect();
+            let rows = guards
+                .iter()
+                .map(|(key, state)| saved::row(key, state))
+                .collect::<Result<Vec<_>, _>>();
+            let now = now_ms();
+            match rows {
+                Ok(rows) => self
+                    .persistence
+                    .store
+                    .submit(move |c| saved::write_live(c, &rows, &live, now))
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let result = match queued {
+            Ok(answer) => match answer.await {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(_) => Err("the state store is closed".to_string()),
+            },
+            Err(problem) => Err(problem),
+        };
         if let Err(problem) = result {
-            warn!(path = %self.state_path.display(), error = %problem, "Cannot save the alert state; alerts would restart their `for` after a restart.");
+            warn!(error = %problem, "Cannot save the alert state; it is saved again at the next transition.");
         }
     }
 }
@@ -322,33 +355,10 @@ pub fn group_key(group: &Group) -> String {
     format!("{};{}", group.file.display(), group.name)
 }
 
-/// The saved state, and whether saving must stay off because an unreadable file could not be
-/// moved aside (it is then left untouched for a person to look at).
-fn load_state(path: &Path) -> (BTreeMap<String, Arc<Mutex<GroupState>>>, bool) {
-    use crate::state_file::Loaded;
-    match crate::state_file::load_json::<BTreeMap<String, GroupState>>(path) {
-        Loaded::Missing => (BTreeMap::new(), false),
-        Loaded::Read(states) => (
-            states
-                .into_iter()
-                .map(|(key, state)| (key, Arc::new(Mutex::new(state))))
-                .collect(),
-            false,
-        ),
-        Loaded::SetAside { error, kept_as } => {
-            error!(path = %path.display(), kept_as = %kept_as.display(), %error, "The saved alert state is unreadable; it was moved aside and alerts start with no state.");
-            (BTreeMap::new(), false)
-        }
-        Loaded::Stuck { error } => {
-            error!(path = %path.display(), %error, "The saved alert state is unreadable and cannot be moved aside; it is left as it is and alert state is not saved until it is fixed or removed.");
-            (BTreeMap::new(), true)
-        }
-    }
-}
-
 /// Evaluates one group on its interval until cancelled.
 async fn run_group(
     loaded: LoadedGroup,
+    store: Store,
     history: Arc<RwLock<History>>,
     context: Arc<Context>,
     cancel: CancellationToken,
@@ -379,15 +389,32 @@ async fn run_group(
         }
         previous = Some(ts);
         let started = Instant::now();
-        let (group, state, store, context) = (
+        let (group, state, source, context, store, key) = (
             Arc::clone(&loaded.group),
             Arc::clone(&loaded.state),
             Arc::clone(&history),
             Arc::clone(&context),
+            store.clone(),
+            label.clone(),
         );
         let outcomes = tokio::task::spawn_blocking(move || {
             let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-            engine::evaluate_group(&*store, &group, ts, &mut state, &context)
+            let before = state.clone();
+            let outcomes = engine::evaluate_group(&*source, &group, ts, &mut state, &context);
+            // Durable before the notifier hears of it (the lock is held until it is).
+            if state.transitioned_from(&before) {
+                let written = saved::row(&key, &state)
+                    .map_err(|e| e.to_string())
+                    .and_then(|row| {
+                        store
+                            .call_blocking(move |c| saved::write(c, &[row], ts))
+                            .map_err(|e| e.to_string())
+                    });
+                if let Err(problem) = written {
+                    warn!(group = %key, error = %problem, "Cannot save an alert transition; a restart before the next save may repeat or miss its notification.");
+                }
+            }
+            outcomes
         })
         .await;
         let elapsed = started.elapsed().as_secs_f64();
@@ -424,66 +451,5 @@ async fn run_group(
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::rules::alert::{Alert, AlertState, RuleAlerts};
-
-    fn state_with_value(value: f64) -> BTreeMap<String, GroupState> {
-        let alert = Alert {
-            labels: vec![("alertname".into(), "X".into())],
-            state: AlertState::Firing,
-            value,
-            active_at: 1_000,
-            fired_at: Some(2_000),
-            resolved_at: None,
-            keep_firing_since: None,
-            last_seen: 3_000,
-            hold_from: None,
-            annotations: Vec::new(),
-        };
-        let group = GroupState {
-            rules: [("r".to_string(), RuleAlerts::from(vec![alert]))].into(),
-        };
-        [("file;group".to_string(), group)].into()
-    }
-
-    #[test]
-    fn an_infinite_alert_value_survives_a_save_and_a_load() -> std::io::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join(STATE_FILE);
-        for value in [f64::INFINITY, f64::NEG_INFINITY, 2.5] {
-            let saved = state_with_value(value);
-            let bytes = serde_json::to_vec(&saved).map_err(std::io::Error::other)?;
-            crate::state_file::write_durable(&path, &bytes)?;
-            let (loaded, blocked) = load_state(&path);
-            assert!(!blocked);
-            let loaded: BTreeMap<String, GroupState> = loaded
-                .into_iter()
-                .map(|(k, v)| (k, v.lock().map(|s| s.clone()).unwrap_or_default()))
-                .collect();
-            assert_eq!(loaded, saved);
-        }
-        Ok(())
-    }
-
-    #[test]
-    fn unreadable_alert_state_is_set_aside_each_time_under_its_own_name() -> std::io::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join(STATE_FILE);
-        for (n, text) in ["{ first", "{ second"].iter().enumerate() {
-            std::fs::write(&path, text)?;
-            let (loaded, blocked) = load_state(&path);
-            assert!(loaded.is_empty() && !blocked);
-            let kept = dir
-                .path()
-                .join(format!("{STATE_FILE}.unreadable-{}", n + 1));
-            assert_eq!(std::fs::read_to_string(kept)?, *text);
-        }
-        assert!(!path.exists());
-        Ok(())
     }
 }

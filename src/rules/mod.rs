@@ -10,6 +10,7 @@ pub mod engine;
 pub mod eval;
 pub mod manager;
 pub mod position;
+pub mod saved;
 pub mod template;
 pub mod unit_test;
 

@@ -1,7 +1,7 @@
 //! Versioned schema changes, applied in order at open. The version lives in SQLite's
 //! `PRAGMA user_version`, so the `sqlite3` CLI shows it too. A migration is never edited once
 //! released: a change is a new entry at the end. Each component namespaces its tables
-//! (`notify_*`, later `remediate_*`, `history_*`).
+//! (`notify_*`, `rules_*`, later `remediate_*`, `history_*`).
 
 use rusqlite::Connection;
 
@@ -15,10 +15,11 @@ pub struct Migration {
 }
 
 /// Every migration, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "notifications: outbox, notification log, silences, alerts",
-    sql: r#"
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "notifications: outbox, notification log, silences, alerts",
+        sql: r#"
         -- Every notification to one recipient (or webhook), written before any attempt.
         CREATE TABLE notify_outbox (
             id              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -64,7 +65,21 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             updated_at_ms   INTEGER NOT NULL
         );
     "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "rules: alert state of each rule group",
+        sql: r#"
+        -- One row per rule group (`file;name`), written at each alert transition, so a restart
+        -- never brings back an alert that had resolved (or forgets one that fired).
+        CREATE TABLE rules_state (
+            group_key       TEXT PRIMARY KEY,
+            body            TEXT NOT NULL,            -- JSON: the group's alerts by rule
+            updated_at_ms   INTEGER NOT NULL
+        );
+    "#,
+    },
+];
 
 /// Applies the migrations newer than the file's `user_version`, each in its own transaction.
 /// Returns how many were applied. A file newer than this build is refused rather than guessed.

@@ -54,6 +54,9 @@ pub enum StoreError {
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
+/// The result of a job queued with [`Store::submit`].
+pub type Pending<R> = oneshot::Receiver<Result<R, StoreError>>;
+
 /// Called with the store's new health when it changes.
 type HealthHook = Box<dyn Fn(bool) + Send>;
 
@@ -155,11 +158,23 @@ impl Store {
         R: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
     {
+        let answer = self.submit(job)?;
+        answer.await.map_err(|_| self.closed())?
+    }
+
+    /// Queues `job` without waiting for it; await the receiver for its result. Jobs run in
+    /// the order they are queued, so a caller that queues while holding a lock orders its
+    /// writes by that lock.
+    pub fn submit<R, F>(&self, job: F) -> Result<Pending<R>, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         self.send(job, move |result| {
             let _ = reply.send(result);
         })?;
-        answer.await.map_err(|_| self.closed())?
+        Ok(answer)
     }
 
     /// Runs `job` on the writer thread and waits for it, for callers outside the runtime.
