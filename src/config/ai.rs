@@ -141,12 +141,16 @@ pub fn validate(
             .and_then(|token| match token.get_ref().resolve() {
                 Ok(secret) => Some(secret),
                 Err(message) => {
-                    errors.push(source.error_at(
-                        token.span(),
-                        "ai.ingest_token",
-                        message,
-                        "set the variable or create the file",
-                    ));
+                    errors.push(
+                        source
+                            .error_at(
+                                token.span(),
+                                "ai.ingest_token",
+                                message,
+                                "set the variable or create the file",
+                            )
+                            .secret(),
+                    );
                     None
                 }
             });
@@ -172,6 +176,7 @@ pub fn validate(
         Ok(table) => table,
         Err(message) => {
             errors.push(ConfigError {
+                secret_unavailable: false,
                 origin: source.origin.to_string(),
                 position: None,
                 key: Some("ai.prices".into()),
@@ -192,6 +197,7 @@ pub fn validate(
         .all(|p| p.is_finite() && *p >= 0.0);
         if !date_ok || !prices_ok {
             errors.push(ConfigError {
+ secret_unavailable: false,
                 origin: source.origin.to_string(),
                 position: None,
                 key: Some(format!("ai.prices[{index}]")),
@@ -210,12 +216,16 @@ pub fn validate(
         let dsn = match source_section.dsn.get_ref().resolve() {
             Ok(dsn) => dsn,
             Err(message) => {
-                errors.push(source.error_at(
-                    source_section.dsn.span(),
-                    &format!("{key}.dsn"),
-                    message,
-                    "set the variable or create the file",
-                ));
+                errors.push(
+                    source
+                        .error_at(
+                            source_section.dsn.span(),
+                            &format!("{key}.dsn"),
+                            message,
+                            "set the variable or create the file",
+                        )
+                        .secret(),
+                );
                 continue;
             }
         };
@@ -229,6 +239,7 @@ pub fn validate(
         }
         if !source_section.query.contains("$1") {
             errors.push(ConfigError {
+ secret_unavailable: false,
                 origin: source.origin.to_string(),
                 position: None,
                 key: Some(format!("{key}.query")),

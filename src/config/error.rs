@@ -15,6 +15,18 @@ pub struct ConfigError {
     pub message: String,
     /// What to change to fix it.
     pub hint: Option<String>,
+    /// A secret (`env:` or `file:`) that cannot be read here. `check-config` reports it as a
+    /// warning: a shell does not see the service's environment or systemd credentials, which
+    /// the daemon reads at start.
+    pub secret_unavailable: bool,
+}
+
+impl ConfigError {
+    /// Marks the error as a secret that cannot be read here (see `secret_unavailable`).
+    pub fn secret(mut self) -> ConfigError {
+        self.secret_unavailable = true;
+        self
+    }
 }
 
 impl fmt::Display for ConfigError {
@@ -73,6 +85,7 @@ impl Source<'_> {
         hint: impl Into<String>,
     ) -> ConfigError {
         ConfigError {
+            secret_unavailable: false,
             origin: self.origin.to_string(),
             position: Some(self.position(span.start)),
             key: Some(key.to_string()),
@@ -92,6 +105,7 @@ impl Source<'_> {
             None => (None, None),
         };
         ConfigError {
+            secret_unavailable: false,
             origin: self.origin.to_string(),
             position,
             key,

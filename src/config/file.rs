@@ -167,6 +167,7 @@ pub fn validate(
 ) -> Result<Config, ConfigErrors> {
     let mut errors: Vec<ConfigError> = Vec::new();
     let flag_error = |flag: &str, message: String, hint: &str| ConfigError {
+        secret_unavailable: false,
         origin: flag.to_string(),
         position: None,
         key: None,
@@ -210,23 +211,31 @@ pub fn validate(
                 "give a non-empty token or remove the key",
             )),
             Ok(secret) => auth.bearer_token = Some(secret),
-            Err(message) => errors.push(source.error_at(
-                token.span(),
-                "web.bearer_token",
-                message,
-                "set the variable or create the file, or write the token itself",
-            )),
+            Err(message) => errors.push(
+                source
+                    .error_at(
+                        token.span(),
+                        "web.bearer_token",
+                        message,
+                        "set the variable or create the file, or write the token itself",
+                    )
+                    .secret(),
+            ),
         }
     }
     if let Some(basic) = &file.web.basic_auth {
         match basic.password.get_ref().resolve() {
             Ok(secret) => auth.basic_auth = Some((basic.username.clone(), secret)),
-            Err(message) => errors.push(source.error_at(
-                basic.password.span(),
-                "web.basic_auth.password",
-                message,
-                "set the variable or create the file, or write the password itself",
-            )),
+            Err(message) => errors.push(
+                source
+                    .error_at(
+                        basic.password.span(),
+                        "web.basic_auth.password",
+                        message,
+                        "set the variable or create the file, or write the password itself",
+                    )
+                    .secret(),
+            ),
         }
     }
     let tls = match &file.web.tls {
@@ -467,6 +476,7 @@ pub fn validate(
     let existing: Vec<PathBuf> = rules.iter().filter(|p| p.exists()).cloned().collect();
     for problem in crate::rules::load(&existing).1 {
         errors.push(ConfigError {
+            secret_unavailable: false,
             origin: problem.file.display().to_string(),
             position: None,
             key: None,

@@ -183,11 +183,14 @@ pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, Config
 }
 
 /// Reads a configuration file: its name for errors and its text, or an error with `hint`.
+// One error at most per file read, never on a hot path: not worth boxing.
+#[allow(clippy::result_large_err)]
 pub(crate) fn read_file(path: &Path, hint: &str) -> Result<(String, String), ConfigError> {
     let origin = path.display().to_string();
     match std::fs::read_to_string(path) {
         Ok(text) => Ok((origin, text)),
         Err(error) => Err(ConfigError {
+            secret_unavailable: false,
             origin,
             position: None,
             key: None,

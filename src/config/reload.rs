@@ -14,6 +14,7 @@ pub fn load_for_reload(path: Option<&Path>, overrides: &Overrides) -> Result<Con
         let (origin, text) = super::read_file(path, "check that the file is readable")?;
         if is_empty(&text) {
             return Err(ConfigError {
+ secret_unavailable: false,
                 origin,
                 position: None,
                 key: None,

@@ -165,6 +165,7 @@ pub fn common(
             && !label.starts_with("__");
         if !valid || RESERVED_LABELS.contains(&label.as_str()) {
             errors.push(ConfigError {
+ secret_unavailable: false,
                 origin: source.origin.to_string(),
                 position: None,
                 key: Some(key("labels")),
@@ -294,14 +295,17 @@ pub fn validate(
         match secret.get_ref().resolve() {
             Ok(secret) => Some(secret),
             Err(message) => {
-                errors.push(located(
-                    source,
-                    origin,
-                    secret,
-                    key,
-                    message,
-                    "set the variable or create the file",
-                ));
+                errors.push(
+                    located(
+                        source,
+                        origin,
+                        secret,
+                        key,
+                        message,
+                        "set the variable or create the file",
+                    )
+                    .secret(),
+                );
                 None
             }
         }
@@ -428,7 +432,7 @@ pub fn validate(
         let secret = match SecretRef::from_flag(value).resolve() {
             Ok(secret) => secret,
             Err(message) => {
-                errors.push(flag_error(flag, message));
+                errors.push(flag_error(flag, message).secret());
                 return None;
             }
         };
@@ -508,6 +512,7 @@ pub fn validate(
         for server in servers {
             if !seen.insert(server.clone()) {
                 errors.push(ConfigError {
+                    secret_unavailable: false,
                     origin: source.origin.to_string(),
                     position: None,
                     key: Some(kind.to_string()),
@@ -541,6 +546,7 @@ fn located(
 
 fn flag_error(flag: &str, message: String) -> ConfigError {
     ConfigError {
+ secret_unavailable: false,
         origin: flag.to_string(),
         position: None,
         key: None,

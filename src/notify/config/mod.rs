@@ -133,6 +133,7 @@ impl AlertingConfig {
     pub fn load(path: &Path) -> Result<AlertingConfig, ConfigErrors> {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            secret_unavailable: false,
             origin: origin.clone(),
             position: None,
             key: None,

@@ -74,6 +74,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<AlertingConfig, Config
         Ok(root) => root,
         Err(message) => {
             return Err(ConfigErrors(vec![ConfigError {
+                secret_unavailable: false,
                 origin: check.origin.clone(),
                 position: yaml_error_line(&message).map(|line| (line, 1)),
                 key: None,
@@ -129,6 +130,7 @@ impl<'a> Fields<'a> {
 impl Check {
     fn error(&mut self, line: usize, key: &str, message: impl Into<String>, hint: &str) {
         self.errors.push(ConfigError {
+            secret_unavailable: false,
             origin: self.origin.clone(),
             position: (line > 0).then_some((line, 1)),
             key: (!key.is_empty()).then(|| key.to_string()),
