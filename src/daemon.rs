@@ -85,6 +85,8 @@ pub async fn run(
     );
     let state = AppState {
         rules: Arc::clone(&rules.view),
+        notify: Some(notifier.clone()),
+        started_at_ms: crate::collector::now_ms(),
         history: Arc::clone(&history),
         telemetry: telemetry.clone(),
         readiness: readiness.clone(),

@@ -3,6 +3,7 @@
 //! One small accept loop serves both plain HTTP and TLS through hyper, so there is one HTTP
 //! stack; axum only routes.
 
+pub mod alertmanager;
 pub mod query;
 pub mod targets;
 pub mod tls;
@@ -55,6 +56,10 @@ pub struct AppState {
     pub spend: SpendTracker,
     /// The running rule groups and their alerts.
     pub rules: crate::rules::manager::RulesView,
+    /// The notifier, for Alertmanager's API.
+    pub notify: Option<crate::notify::actor::NotifyHandle>,
+    /// When the daemon started (ms since the epoch), for the API's status.
+    pub started_at_ms: i64,
     /// The query API's timeout and concurrency limit.
     pub queries: Arc<query::QueryLimits>,
 }
@@ -87,6 +92,18 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/label/{name}/values", get(query::label_values))
         .route("/api/v1/status/buildinfo", get(query::buildinfo))
         .route("/api/v1/targets", get(targets::targets))
+        .route("/api/v2/alerts", get(alertmanager::alerts))
+        .route("/api/v2/alerts/groups", get(alertmanager::groups))
+        .route(
+            "/api/v2/silences",
+            get(alertmanager::silences).post(alertmanager::post_silence),
+        )
+        .route(
+            "/api/v2/silence/{id}",
+            get(alertmanager::silence).delete(alertmanager::expire_silence),
+        )
+        .route("/api/v2/receivers", get(alertmanager::receivers))
+        .route("/api/v2/status", get(alertmanager::status))
         .route("/", get(index))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
     // Ingest has its own token (ai.ingest_token) and body limit, checked in the handlers.

@@ -69,13 +69,22 @@ pub struct AlertStatus {
     pub alert: Alert,
     pub silenced_by: Vec<String>,
     pub inhibited: bool,
+    /// The receivers its route leads to.
+    pub receivers: Vec<String>,
+}
+
+/// What the actor publishes for readers (the API, the CLI): its alerts and configuration.
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    pub alerts: Vec<AlertStatus>,
+    pub config: Option<Arc<AlertingConfig>>,
 }
 
 /// The handle the daemon and the rules use. Cheap to clone.
 #[derive(Clone)]
 pub struct NotifyHandle {
     commands: mpsc::Sender<Command>,
-    alerts: Arc<RwLock<Vec<AlertStatus>>>,
+    view: Arc<RwLock<View>>,
 }
 
 impl fmt::Debug for NotifyHandle {
@@ -87,7 +96,7 @@ impl fmt::Debug for NotifyHandle {
 enum Command {
     Alerts(Vec<(Alert, Option<f64>)>),
     Reload(NotifySettings),
-    Silence(Silence),
+    Silence(Silence, oneshot::Sender<Result<(), String>>),
     Silences(oneshot::Sender<Vec<Silence>>),
 }
 
@@ -123,9 +132,16 @@ impl NotifyHandle {
         let _ = self.commands.try_send(Command::Reload(settings));
     }
 
-    /// Adds or replaces a silence (persisted).
-    pub async fn upsert_silence(&self, silence: Silence) {
-        let _ = self.commands.send(Command::Silence(silence)).await;
+    /// Adds or replaces a silence; `Ok` once it is in the store.
+    pub async fn upsert_silence(&self, silence: Silence) -> Result<(), String> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Silence(silence, reply))
+            .await
+            .map_err(|_| "the notifier has stopped".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the notifier has stopped".to_string())?
     }
 
     pub async fn silences(&self) -> Vec<Silence> {
@@ -138,7 +154,15 @@ impl NotifyHandle {
 
     /// The current alerts, with whether they are silenced or inhibited.
     pub fn alerts(&self) -> Vec<AlertStatus> {
-        self.alerts.read().map(|a| a.clone()).unwrap_or_default()
+        self.view
+            .read()
+            .map(|v| v.alerts.clone())
+            .unwrap_or_default()
+    }
+
+    /// The Alertmanager configuration in force, if any.
+    pub fn config(&self) -> Option<Arc<AlertingConfig>> {
+        self.view.read().ok().and_then(|v| v.config.clone())
     }
 }
 
@@ -223,7 +247,7 @@ pub fn spawn(
     shutdown: &CancellationToken,
 ) -> NotifyHandle {
     let (commands, receiver) = mpsc::channel(QUEUE);
-    let alerts = Arc::new(RwLock::new(Vec::new()));
+    let view = Arc::new(RwLock::new(View::default()));
     let wake = Arc::new(Notify::new());
     let (transports_tx, transports_rx) =
         watch::channel(Arc::new(build_transports(settings.config.as_deref())));
@@ -248,7 +272,7 @@ pub fn spawn(
         log: NotificationLog::new(),
         silences: Vec::new(),
         inhibitor: Inhibitor::default(),
-        view: Arc::clone(&alerts),
+        view: Arc::clone(&view),
         wake,
         transports: transports_tx,
         forward: forward_tx,
@@ -257,7 +281,7 @@ pub fn spawn(
         shutdown: shutdown.clone(),
     };
     tracker.spawn(actor.run(receiver).instrument(info_span!("notify")));
-    NotifyHandle { commands, alerts }
+    NotifyHandle { commands, view }
 }
 
 struct Actor {
@@ -269,7 +293,7 @@ struct Actor {
     log: NotificationLog,
     silences: Vec<Silence>,
     inhibitor: Inhibitor,
-    view: Arc<RwLock<Vec<AlertStatus>>>,
+    view: Arc<RwLock<View>>,
     wake: Arc<Notify>,
     transports: watch::Sender<Arc<Transports>>,
     forward: watch::Sender<Vec<Alert>>,
@@ -366,15 +390,22 @@ impl Actor {
                 self.settings = settings;
                 self.configure();
             }
-            Command::Silence(silence) => {
+            // Refused unless saved: an acknowledged silence survives a restart.
+            Command::Silence(silence, reply) => {
                 let saved = silence.clone();
                 let result = self.store.call(move |c| save_silence(c, &saved)).await;
-                if let Err(error) = result {
-                    warn!(%error, "Cannot save a silence; it holds until the daemon stops.");
+                match result {
+                    Ok(()) => {
+                        self.silences.retain(|s| s.id != silence.id);
+                        self.silences.push(silence);
+                        self.publish();
+                        let _ = reply.send(Ok(()));
+                    }
+                    Err(error) => {
+                        warn!(%error, "Cannot save a silence; it was refused.");
+                        let _ = reply.send(Err(error.to_string()));
+                    }
                 }
-                self.silences.retain(|s| s.id != silence.id);
-                self.silences.push(silence);
-                self.publish();
             }
             Command::Silences(reply) => {
                 let _ = reply.send(self.silences.clone());
@@ -563,10 +594,24 @@ impl Actor {
                     suppressed += 1;
                 }
             }
+            let mut receivers: Vec<String> = self
+                .settings
+                .config
+                .as_ref()
+                .map(|c| {
+                    c.route
+                        .matching(&alert.labels)
+                        .iter()
+                        .map(|r| r.receiver.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            receivers.dedup();
             view.push(AlertStatus {
                 alert: alert.clone(),
                 silenced_by,
                 inhibited,
+                receivers,
             });
         }
         metrics::gauge!("alertmanager_alerts", "state" => "active").set(active as f64);
@@ -584,7 +629,10 @@ impl Actor {
             metrics::gauge!("alertmanager_silences", "state" => state.as_str()).set(count as f64);
         }
         if let Ok(mut shared) = self.view.write() {
-            *shared = view;
+            *shared = View {
+                alerts: view,
+                config: self.settings.config.clone(),
+            };
         }
         self.forward
             .send_replace(self.alerts.iter().cloned().collect());

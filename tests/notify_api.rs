@@ -1,0 +1,166 @@
+//! Alertmanager's API v2 on the agent, driven by the real `amtool` (Debian's
+//! prometheus-alertmanager): alerts are listed, a silence added with amtool keeps its alert's
+//! e-mail from being sent while another alert's goes out, silences survive a `kill -9` and
+//! expire, and `config show` prints the file with its secrets masked.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::notify::{alerting_file, config, now_s, window_rule};
+use common::smtp::SmtpSink;
+use common::{Daemon, require_program};
+
+/// Runs amtool against the daemon and returns its stdout; panics with stderr on failure.
+fn amtool(daemon: &Daemon, args: &[&str]) -> String {
+    let program = require_program("amtool", "prometheus-alertmanager");
+    let output = Command::new(program)
+        .arg(format!("--alertmanager.url=http://{}", daemon.address))
+        .args(args)
+        .output()
+        .expect("run amtool");
+    assert!(
+        output.status.success(),
+        "amtool {args:?} failed: {}{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        daemon.logs()
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn json(daemon: &Daemon, path: &str) -> serde_json::Value {
+    let response = daemon.get(path, &[]);
+    assert_eq!(response.status, 200, "{path}: {}", response.body);
+    serde_json::from_str(&response.body).expect("JSON")
+}
+
+fn wait_until(what: &str, seconds: u64, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !check() {
+        assert!(Instant::now() < deadline, "{what} within {seconds} s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn amtool_lists_alerts_and_its_silences_mute_mail_survive_a_kill_and_expire() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let smtp = SmtpSink::start(work.path(), &[]);
+    let start = now_s();
+    // Loud fires at once; Quiet opens 6 s later, after the silence is in place.
+    let loud = window_rule(work.path(), "Loud", start - 10, start + 3600);
+    let quiet = window_rule(work.path(), "Quiet", start + 6, start + 3600);
+    let alerting = alerting_file(work.path(), smtp.port, &["a@example.com"], "");
+    let mut daemon = Daemon::start_ready(Some(&config(&[loud, quiet], &alerting)), &[]);
+
+    let id = amtool(
+        &daemon,
+        &[
+            "silence",
+            "add",
+            "alertname=Quiet",
+            "--author=oncall",
+            "--comment=maintenance",
+            "--duration=1h",
+        ],
+    )
+    .trim()
+    .to_string();
+    assert_eq!(id.len(), 36, "amtool printed the silence ID: {id}");
+
+    // Loud is mailed; Quiet fires, is listed as suppressed by the silence, and is not mailed.
+    smtp.wait_for("Loud's mail", 20, |mails| {
+        mails
+            .iter()
+            .any(|m| m.header("Subject").unwrap_or_default().contains("Loud"))
+    });
+    wait_until("Quiet firing and suppressed", 20, || {
+        json(&daemon, "/api/v2/alerts")
+            .as_array()
+            .expect("alerts")
+            .iter()
+            .any(|a| {
+                a["labels"]["alertname"] == "Quiet"
+                    && a["status"]["state"] == "suppressed"
+                    && a["status"]["silencedBy"][0] == id.as_str()
+            })
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let subjects: Vec<String> = smtp
+        .received()
+        .iter()
+        .map(|m| m.header("Subject").unwrap_or_default())
+        .collect();
+    assert!(
+        subjects.iter().all(|s| !s.contains("Quiet")),
+        "a silenced alert was mailed: {subjects:?}"
+    );
+
+    // amtool reads the same: alerts by filter, silences, receivers in the shown config.
+    let listed = amtool(&daemon, &["alert", "query", "-o", "json", "alertname=Loud"]);
+    let listed: serde_json::Value = serde_json::from_str(&listed).expect("amtool JSON");
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["labels"]["instance"], "web-1");
+    let silenced = amtool(&daemon, &["alert", "query", "--silenced", "-o", "json"]);
+    assert!(silenced.contains("Quiet"), "{silenced}");
+    let queried = amtool(&daemon, &["silence", "query", "-q"]);
+    assert_eq!(queried.trim(), id);
+    let shown = amtool(&daemon, &["config", "show"]);
+    assert!(shown.contains("receiver: oncall"), "{shown}");
+
+    // The silence survives a kill -9, then amtool expires it and Quiet is mailed.
+    daemon.signal(rustix::process::Signal::KILL);
+    assert!(daemon.wait_exit(Duration::from_secs(5)).is_some());
+    daemon.restart();
+    daemon.wait_ready();
+    let queried = amtool(&daemon, &["silence", "query", "-q"]);
+    assert_eq!(queried.trim(), id, "the silence was lost in a restart");
+    amtool(&daemon, &["silence", "expire", &id]);
+    assert_eq!(amtool(&daemon, &["silence", "query", "-q"]).trim(), "");
+    let expired = amtool(&daemon, &["silence", "query", "--expired", "-q"]);
+    assert_eq!(expired.trim(), id);
+    smtp.wait_for("Quiet's mail once the silence expired", 20, |mails| {
+        mails
+            .iter()
+            .any(|m| m.header("Subject").unwrap_or_default().contains("Quiet"))
+    });
+}
+
+#[test]
+fn bad_silences_are_refused_and_secrets_are_masked_in_the_status() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let alerting = work.path().join("alertmanager.yml");
+    std::fs::write(
+        &alerting,
+        "global:\n  smtp_smarthost: 127.0.0.1:25\n  smtp_from: a@example.com\n  smtp_auth_username: u\n  smtp_auth_password: hunter2\nroute:\n  receiver: mail\nreceivers:\n  - name: mail\n    email_configs:\n      - to: b@example.com\n",
+    )
+    .expect("write");
+    let daemon = Daemon::start_ready(Some(&config(&[], &alerting.display().to_string())), &[]);
+    let status = json(&daemon, "/api/v2/status");
+    let original = status["config"]["original"].as_str().expect("original");
+    assert!(!original.contains("hunter2"), "{original}");
+    assert!(
+        original.contains("smtp_auth_password: <secret>"),
+        "{original}"
+    );
+    assert_eq!(status["cluster"]["status"], "disabled");
+    let receivers = json(&daemon, "/api/v2/receivers");
+    assert_eq!(receivers, serde_json::json!([{"name": "mail"}]));
+    for body in [
+        "{ not json",
+        r#"{"matchers":[],"startsAt":"2020-01-01T00:00:00Z","endsAt":"2099-01-01T00:00:00Z","createdBy":"a","comment":"c"}"#,
+        r#"{"matchers":[{"name":"a","value":"b","isRegex":false}],"startsAt":"2020-01-01T00:00:00Z","endsAt":"2020-01-02T00:00:00Z","createdBy":"a","comment":"c"}"#,
+    ] {
+        let response = daemon.post("/api/v2/silences", &[], body.as_bytes());
+        assert_eq!(response.status, 400, "{body}: {}", response.body);
+    }
+    let unknown = daemon.post(
+        "/api/v2/silences",
+        &[],
+        br#"{"id":"nope","matchers":[{"name":"a","value":"b","isRegex":false}],"startsAt":"2020-01-01T00:00:00Z","endsAt":"2099-01-01T00:00:00Z","createdBy":"a","comment":"c"}"#,
+    );
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    assert_eq!(json(&daemon, "/api/v2/silences"), serde_json::json!([]));
+}
