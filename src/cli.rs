@@ -77,6 +77,22 @@ pub struct DaemonArgs {
     pub alerting_config: Option<PathBuf>,
 }
 
+/// How a subcommand finds a running daemon.
+#[derive(Debug, clap::Args)]
+pub struct DaemonAddress {
+    /// The daemon's address, e.g. http://127.0.0.1:9777. Default: web.listen of the
+    /// configuration (--config, else the embedded default).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The daemon's configuration file: where it listens and its bearer token.
+    #[arg(long, value_name = "FILE", env = "PRISMWATCH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Bearer token when the daemon requires one (default: web.bearer_token of the
+    /// configuration).
+    #[arg(long, env = "PRISMWATCH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate a configuration file without starting, and list the rule files in force;
@@ -87,6 +103,14 @@ pub enum Command {
         /// Check this Alertmanager file instead of the one `[alerting] config_file` names.
         #[arg(long, value_name = "FILE")]
         alerting_config: Option<PathBuf>,
+    },
+    /// List a running daemon's active alerts, silenced and inhibited ones included.
+    Alerts {
+        #[command(flatten)]
+        daemon: DaemonAddress,
+        /// Print the API's JSON instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Notifications: Alertmanager configuration files and routing.
     Notify {
@@ -160,6 +184,15 @@ pub enum NotifyCommand {
         /// Fail unless the label set reaches exactly these receivers (comma-separated).
         #[arg(long, value_name = "RECEIVERS")]
         verify_receivers: Option<String>,
+    },
+    /// Send a test notification through a running daemon's outbox and transports, and print
+    /// what each server answered; exits non-zero unless every one accepted it.
+    Test {
+        /// The receiver to send to (default: the root route's).
+        #[arg(long)]
+        receiver: Option<String>,
+        #[command(flatten)]
+        daemon: DaemonAddress,
     },
 }
 
@@ -246,6 +279,10 @@ pub fn main() -> ExitCode {
         Some(Command::Rules {
             command: RulesCommand::Check { files },
         }) => rules_check(files),
+        Some(Command::Alerts { daemon, json }) => alerts(daemon, *json),
+        Some(Command::Notify {
+            command: NotifyCommand::Test { receiver, daemon },
+        }) => notify_test(receiver.as_deref(), daemon),
         Some(Command::Notify {
             command: NotifyCommand::Check { files },
         }) => {
@@ -408,16 +445,12 @@ fn rules_check(paths: &[PathBuf]) -> ExitCode {
     }
 }
 
-fn query(
-    expr: &str,
+/// Where a running daemon listens and the token it wants: the configuration says, a flag wins.
+fn find_daemon(
     url: Option<&str>,
     config_path: Option<&std::path::Path>,
-    time: Option<&str>,
-    range: Option<&str>,
-    step: &str,
     token: Option<&str>,
-) -> ExitCode {
-    // The daemon's configuration says where it listens and which token it wants; a flag wins.
+) -> Result<(String, Option<String>), ExitCode> {
     let endpoint = if url.is_some() && (token.is_some() || config_path.is_none()) {
         None
     } else {
@@ -425,7 +458,7 @@ fn query(
             Ok(endpoint) => Some(endpoint),
             Err(errors) => {
                 eprintln!("{errors}");
-                return ExitCode::from(EXIT_CONFIG);
+                return Err(ExitCode::from(EXIT_CONFIG));
             }
         }
     };
@@ -436,6 +469,184 @@ fn query(
     let token = token
         .map(str::to_string)
         .or_else(|| endpoint.and_then(|e| e.token.map(|t| t.expose().to_string())));
+    Ok((url, token))
+}
+
+/// Calls a running daemon once, on a runtime of its own; prints the error and gives the exit
+/// code when it fails.
+fn call_daemon(
+    daemon: &DaemonAddress,
+    method: hyper::Method,
+    target: &str,
+    timeout: std::time::Duration,
+) -> Result<(u16, serde_json::Value), ExitCode> {
+    let (url, token) = find_daemon(
+        daemon.url.as_deref(),
+        daemon.config.as_deref(),
+        daemon.token.as_deref(),
+    )?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| {
+            eprintln!("cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        })?;
+    runtime
+        .block_on(crate::query_client::call(
+            &url,
+            method,
+            target,
+            token.as_deref(),
+            timeout,
+        ))
+        .map_err(|message| {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        })
+}
+
+/// `prismwatch alerts`: the daemon's `/api/v2/alerts`, one alert a line.
+fn alerts(daemon: &DaemonAddress, json: bool) -> ExitCode {
+    let (status, answer) = match call_daemon(
+        daemon,
+        hyper::Method::GET,
+        "/api/v2/alerts",
+        std::time::Duration::from_secs(30),
+    ) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    if status != 200 {
+        eprintln!("the daemon answered {status}: {answer}");
+        return ExitCode::FAILURE;
+    }
+    if json {
+        println!("{answer}");
+        return ExitCode::SUCCESS;
+    }
+    print!("{}", alerts_table(&answer));
+    ExitCode::SUCCESS
+}
+
+/// The alerts as a table a person reads: name, state, since when, the other labels, summary.
+fn alerts_table(answer: &serde_json::Value) -> String {
+    let alerts = answer.as_array().cloned().unwrap_or_default();
+    if alerts.is_empty() {
+        return "no active alerts\n".to_string();
+    }
+    let mut out = format!(
+        "{:<32} {:<28} {:<20} LABELS / SUMMARY\n",
+        "ALERT", "STATE", "SINCE"
+    );
+    for alert in &alerts {
+        let labels = alert["labels"].as_object().cloned().unwrap_or_default();
+        let name = labels
+            .get("alertname")
+            .and_then(|v| v.as_str())
+            .unwrap_or("?");
+        let others: Vec<String> = labels
+            .iter()
+            .filter(|(k, _)| k.as_str() != "alertname")
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+            .collect();
+        let silenced: Vec<&str> = alert["status"]["silencedBy"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .collect();
+        let state = match (alert["status"]["state"].as_str(), silenced.is_empty()) {
+            (Some("suppressed"), false) => format!("silenced ({})", silenced.join(",")),
+            (Some("suppressed"), true) => "inhibited".to_string(),
+            (state, _) => state.unwrap_or("?").to_string(),
+        };
+        let since = alert["startsAt"].as_str().unwrap_or("?");
+        let since = since.split('.').next().unwrap_or(since);
+        out.push_str(&format!(
+            "{name:<32} {state:<28} {since:<20} {}\n",
+            others.join(", ")
+        ));
+        if let Some(summary) = alert["annotations"]["summary"].as_str() {
+            out.push_str(&format!("{:<83}{summary}\n", ""));
+        }
+    }
+    out
+}
+
+/// `prismwatch notify test`: a test notification through the daemon, with the answers.
+fn notify_test(receiver: Option<&str>, daemon: &DaemonAddress) -> ExitCode {
+    let target = match receiver {
+        Some(name) => format!("/api/v1/notify/test?receiver={}", percent_encode(name)),
+        None => "/api/v1/notify/test".to_string(),
+    };
+    eprintln!("sending a test notification (waiting up to 30 s for the servers' answers)...");
+    let (status, answer) = match call_daemon(
+        daemon,
+        hyper::Method::POST,
+        &target,
+        std::time::Duration::from_secs(40),
+    ) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    if status != 200 {
+        eprintln!(
+            "the daemon refused: {}",
+            answer.as_str().unwrap_or(&answer.to_string())
+        );
+        return ExitCode::FAILURE;
+    }
+    let mut all_delivered = true;
+    println!("receiver {}", answer["receiver"].as_str().unwrap_or("?"));
+    for row in answer["results"].as_array().into_iter().flatten() {
+        let state = row["state"].as_str().unwrap_or("?");
+        all_delivered &= state == "delivered";
+        let state = if state == "pending" {
+            "not yet delivered (retrying)"
+        } else {
+            state
+        };
+        println!(
+            "  {} {}: {state}: {}",
+            row["integration"].as_str().unwrap_or("?"),
+            row["target"].as_str().unwrap_or("?"),
+            row["answer"].as_str().unwrap_or("")
+        );
+    }
+    if all_delivered {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Percent-encodes a query parameter value.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn query(
+    expr: &str,
+    url: Option<&str>,
+    config_path: Option<&std::path::Path>,
+    time: Option<&str>,
+    range: Option<&str>,
+    step: &str,
+    token: Option<&str>,
+) -> ExitCode {
+    let (url, token) = match find_daemon(url, config_path, token) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
     let now = crate::collector::now_ms();
     let (start, end) = match range.map(crate::rules::duration::parse) {
         None => (String::new(), String::new()),

@@ -60,7 +60,43 @@ pub async fn run(request: &QueryRequest<'_>) -> Result<String, String> {
     Ok(render(&json["data"]))
 }
 
+/// Sends `method target` to the daemon at `base` (e.g. `http://127.0.0.1:9777`) and returns
+/// the status and the JSON answer, for the other subcommands that talk to a running daemon.
+pub async fn call(
+    base: &str,
+    method: hyper::Method,
+    target: &str,
+    token: Option<&str>,
+    timeout: Duration,
+) -> Result<(u16, Json), String> {
+    let base = base.trim_end_matches('/');
+    let authority = base.strip_prefix("http://").ok_or_else(|| {
+        format!(
+            "{base}: only plain HTTP is spoken here; use curl --cacert for a daemon serving HTTPS"
+        )
+    })?;
+    let authority = authority.split('/').next().unwrap_or(authority);
+    let (status, body) = tokio::time::timeout(timeout, send(authority, method, target, token))
+        .await
+        .map_err(|_| format!("no answer from {base} within {}s", timeout.as_secs()))??;
+    let json = serde_json::from_slice(&body).map_err(|e| {
+        format!("{base} did not answer with JSON ({e}); is it a prismwatch daemon?")
+    })?;
+    Ok((status, json))
+}
+
 async fn fetch(authority: &str, target: &str, token: Option<&str>) -> Result<Vec<u8>, String> {
+    send(authority, hyper::Method::GET, target, token)
+        .await
+        .map(|(_, body)| body)
+}
+
+async fn send(
+    authority: &str,
+    method: hyper::Method,
+    target: &str,
+    token: Option<&str>,
+) -> Result<(u16, Vec<u8>), String> {
     let stream = tokio::net::TcpStream::connect(authority)
         .await
         .map_err(|e| format!("cannot connect to {authority}: {e}; is the daemon running?"))?;
@@ -68,7 +104,10 @@ async fn fetch(authority: &str, target: &str, token: Option<&str>) -> Result<Vec
         .await
         .map_err(|e| format!("HTTP handshake with {authority} failed: {e}"))?;
     tokio::spawn(connection);
-    let mut builder = hyper::Request::get(target).header(hyper::header::HOST, authority);
+    let mut builder = hyper::Request::builder()
+        .method(method)
+        .uri(target)
+        .header(hyper::header::HOST, authority);
     if let Some(token) = token {
         builder = builder.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
     }
@@ -92,7 +131,7 @@ async fn fetch(authority: &str, target: &str, token: Option<&str>) -> Result<Vec
             "{authority} requires credentials: pass --token (or set PRISMWATCH_TOKEN)"
         ));
     }
-    Ok(body)
+    Ok((status.as_u16(), body))
 }
 
 /// Percent-encodes a query parameter.

@@ -30,6 +30,13 @@ fn amtool(daemon: &Daemon, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+fn prismwatch(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_prismwatch"))
+        .args(args)
+        .output()
+        .expect("run prismwatch")
+}
+
 fn json(daemon: &Daemon, path: &str) -> serde_json::Value {
     let response = daemon.get(path, &[]);
     assert_eq!(response.status, 200, "{path}: {}", response.body);
@@ -109,6 +116,27 @@ fn amtool_lists_alerts_and_its_silences_mute_mail_survive_a_kill_and_expire() {
     assert_eq!(queried.trim(), id);
     let shown = amtool(&daemon, &["config", "show"]);
     assert!(shown.contains("receiver: oncall"), "{shown}");
+    // prismwatch's own listing says the same.
+    let table = prismwatch(&["alerts", "--url", &format!("http://{}", daemon.address)]);
+    assert!(
+        table.status.success(),
+        "{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    let loud_line = table
+        .lines()
+        .find(|l| l.starts_with("Loud "))
+        .unwrap_or_default();
+    assert!(
+        loud_line.contains("active") && loud_line.contains("instance=web-1"),
+        "{table}"
+    );
+    let quiet_line = table
+        .lines()
+        .find(|l| l.starts_with("Quiet "))
+        .unwrap_or_default();
+    assert!(quiet_line.contains(&format!("silenced ({id})")), "{table}");
 
     // The silence survives a kill -9, then amtool expires it and Quiet is mailed.
     daemon.signal(rustix::process::Signal::KILL);
@@ -163,4 +191,46 @@ fn bad_silences_are_refused_and_secrets_are_masked_in_the_status() {
     );
     assert_eq!(unknown.status, 404, "{}", unknown.body);
     assert_eq!(json(&daemon, "/api/v2/silences"), serde_json::json!([]));
+}
+
+#[test]
+fn notify_test_sends_through_the_real_path_and_prints_each_server_answer() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let smtp = SmtpSink::start(work.path(), &["--reject", "b@example.com"]);
+    let alerting = alerting_file(
+        work.path(),
+        smtp.port,
+        &["a@example.com", "b@example.com"],
+        "",
+    );
+    let daemon = Daemon::start_ready(Some(&config(&[], &alerting)), &[]);
+    let url = format!("http://{}", daemon.address);
+    let output = prismwatch(&["notify", "test", "--url", &url]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // One recipient refused: the command fails and says which and what the server said.
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("receiver oncall"), "{stdout}");
+    let line = |who: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(who))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("a@example.com").contains("delivered: 250"), "{stdout}");
+    assert!(
+        line("b@example.com").contains("failed: ") && line("b@example.com").contains("550"),
+        "{stdout}"
+    );
+    let mails = smtp.wait_for("the test mail", 10, |m| !m.is_empty());
+    let subject = mails[0].header("Subject").unwrap_or_default();
+    assert!(subject.contains("PrismwatchTestNotification"), "{subject}");
+    // An unknown receiver is refused with the names there are.
+    let output = prismwatch(&["notify", "test", "--url", &url, "--receiver", "nope"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr.contains("no receiver `nope`") && stderr.contains("oncall"),
+        "{stderr}"
+    );
 }

@@ -464,6 +464,40 @@ pub async fn status(State(state): State<AppState>) -> Response {
     )
 }
 
+#[derive(Deserialize)]
+pub struct TestParams {
+    receiver: Option<String>,
+}
+
+/// `POST /api/v1/notify/test?receiver=NAME`: sends a test notification through the outbox and
+/// the real transports and answers, within 30 s, what each server said.
+pub async fn notify_test(
+    State(state): State<AppState>,
+    Query(params): Query<TestParams>,
+) -> Response {
+    let Some(handle) = state.notify.as_ref() else {
+        return no_notifier();
+    };
+    match handle
+        .test(params.receiver, std::time::Duration::from_secs(30))
+        .await
+    {
+        Ok(report) => answer(
+            StatusCode::OK,
+            &json!({
+                "receiver": report.receiver,
+                "results": report.rows.iter().map(|r| json!({
+                    "integration": r.integration,
+                    "target": r.target,
+                    "state": r.state,
+                    "answer": r.answer,
+                })).collect::<Vec<_>>(),
+            }),
+        ),
+        Err(message) => refuse(StatusCode::BAD_REQUEST, message),
+    }
+}
+
 /// Keys whose values are secrets in an Alertmanager file.
 const SECRET_KEYS: &[&str] = &[
     "smtp_auth_password",

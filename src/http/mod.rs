@@ -104,6 +104,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v2/receivers", get(alertmanager::receivers))
         .route("/api/v2/status", get(alertmanager::status))
+        .route(
+            "/api/v1/notify/test",
+            axum::routing::post(alertmanager::notify_test),
+        )
         .route("/", get(index))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
     // Ingest has its own token (ai.ingest_token) and body limit, checked in the handlers.

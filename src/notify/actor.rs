@@ -85,6 +85,8 @@ pub struct View {
 pub struct NotifyHandle {
     commands: mpsc::Sender<Command>,
     view: Arc<RwLock<View>>,
+    /// For reading how test notifications ended.
+    store: Store,
 }
 
 impl fmt::Debug for NotifyHandle {
@@ -98,6 +100,30 @@ enum Command {
     Reload(NotifySettings),
     Silence(Silence, oneshot::Sender<Result<(), String>>),
     Silences(oneshot::Sender<Vec<Silence>>),
+    /// Queues a test notification to a receiver (the root route's when `None`); answers with
+    /// the receiver and the outbox rows.
+    Test(
+        Option<String>,
+        oneshot::Sender<Result<(String, Vec<i64>), String>>,
+    ),
+}
+
+/// How one outbox row ended (or where it stands).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowOutcome {
+    pub integration: String,
+    pub target: String,
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+    /// The server's answer, or the last error.
+    pub answer: String,
+}
+
+/// The answer of [`NotifyHandle::test`].
+#[derive(Clone, Debug)]
+pub struct TestReport {
+    pub receiver: String,
+    pub rows: Vec<RowOutcome>,
 }
 
 impl NotifyHandle {
@@ -150,6 +176,36 @@ impl NotifyHandle {
             return Vec::new();
         }
         answer.await.unwrap_or_default()
+    }
+
+    /// Sends a test notification to `receiver` (the root route's when `None`) through the
+    /// outbox and the real transports, and waits up to `wait` for every row to finish.
+    pub async fn test(
+        &self,
+        receiver: Option<String>,
+        wait: Duration,
+    ) -> Result<TestReport, String> {
+        let stopped = || "the notifier has stopped".to_string();
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Test(receiver, reply))
+            .await
+            .map_err(|_| stopped())?;
+        let (receiver, ids) = answer.await.map_err(|_| stopped())??;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let wanted = ids.clone();
+            let rows = self
+                .store
+                .call(move |c| outbox::outcomes(c, &wanted))
+                .await
+                .map_err(|e| e.to_string())?;
+            let done = rows.iter().all(|r| r.state != "pending");
+            if done || tokio::time::Instant::now() >= deadline {
+                return Ok(TestReport { receiver, rows });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// The current alerts, with whether they are silenced or inhibited.
@@ -263,6 +319,7 @@ pub fn spawn(
     );
     let (forward_tx, forward_rx) = watch::channel(Vec::<Alert>::new());
     let forwarders = forward::spawn_all(&settings.alertmanagers, forward_rx, tracker, shutdown);
+    let store_handle = store.clone();
     let actor = Actor {
         store,
         settings,
@@ -281,7 +338,11 @@ pub fn spawn(
         shutdown: shutdown.clone(),
     };
     tracker.spawn(actor.run(receiver).instrument(info_span!("notify")));
-    NotifyHandle { commands, view }
+    NotifyHandle {
+        commands,
+        view,
+        store: store_handle,
+    }
 }
 
 struct Actor {
@@ -410,7 +471,82 @@ impl Actor {
             Command::Silences(reply) => {
                 let _ = reply.send(self.silences.clone());
             }
+            Command::Test(receiver, reply) => {
+                let _ = reply.send(self.queue_test(receiver).await);
+            }
         }
+    }
+
+    /// Queues one test notification for `receiver`, outside routing, grouping and the
+    /// notification log, so it neither waits for a group nor changes what groups send.
+    async fn queue_test(&mut self, receiver: Option<String>) -> Result<(String, Vec<i64>), String> {
+        let config = self.settings.config.clone().ok_or_else(|| {
+            "no alerting configuration: set [alerting] config_file (an Alertmanager file)"
+                .to_string()
+        })?;
+        let receiver = receiver.unwrap_or_else(|| config.route.receiver.clone());
+        if config.receiver(&receiver).is_none() {
+            let names: Vec<&str> = config.receivers.iter().map(|r| r.name.as_str()).collect();
+            return Err(format!(
+                "no receiver `{receiver}` in {}; receivers: {}",
+                config.origin.display(),
+                names.join(", ")
+            ));
+        }
+        let now = now_ms();
+        let mut pairs = vec![
+            (
+                "alertname".to_string(),
+                "PrismwatchTestNotification".to_string(),
+            ),
+            ("severity".to_string(), "none".to_string()),
+        ];
+        pairs.extend(self.settings.external_labels.iter().cloned());
+        let alert = Alert {
+            labels: Labels::from_pairs(pairs),
+            annotations: Labels::from_pairs([
+                (
+                    "summary",
+                    "A test notification from `prismwatch notify test`",
+                ),
+                (
+                    "description",
+                    "Nothing is wrong: this checks that notifications reach you.",
+                ),
+            ]),
+            starts_at_ms: now,
+            ends_at_ms: now + 5 * 60_000,
+            generator_url: String::new(),
+            updated_at_ms: now,
+        };
+        let group_key = format!("{{}}/test:{{at=\"{now}\"}}");
+        let flush = Flush {
+            group_key: group_key.clone(),
+            receiver: receiver.clone(),
+            group_labels: Labels::from_pairs([("alertname", "PrismwatchTestNotification")]),
+            firing: vec![alert],
+            resolved: Vec::new(),
+            route_key: "{}/test".to_string(),
+        };
+        let entries = render_flush(&config, &flush, &self.values, &self.settings, now);
+        if entries.is_empty() {
+            return Err(format!(
+                "receiver `{receiver}` has no e-mail or webhook configuration to send to"
+            ));
+        }
+        let ids = self
+            .store
+            .call(move |c| {
+                let transaction = c.transaction()?;
+                outbox::insert(&transaction, &entries, now)?;
+                let ids = outbox::ids_of_group(&transaction, &group_key)?;
+                transaction.commit()?;
+                Ok(ids)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        self.wake.notify_one();
+        Ok((receiver, ids))
     }
 
     /// Merges a batch from the rules, saves what changed, and hands it to the dispatcher.

@@ -118,6 +118,35 @@ pub fn insert(connection: &Connection, entries: &[NewEntry], now_ms: i64) -> rus
     Ok(())
 }
 
+/// The ids of a group's rows, in order.
+pub fn ids_of_group(connection: &Connection, group_key: &str) -> rusqlite::Result<Vec<i64>> {
+    let mut statement = connection
+        .prepare_cached("SELECT id FROM notify_outbox WHERE group_key = ?1 ORDER BY id")?;
+    statement.query_map([group_key], |r| r.get(0))?.collect()
+}
+
+/// Where these rows stand: integration, target, state and the answer or last error.
+pub fn outcomes(
+    connection: &Connection,
+    ids: &[i64],
+) -> rusqlite::Result<Vec<super::actor::RowOutcome>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT integration, target, state, coalesce(last_error, '') FROM notify_outbox WHERE id = ?1",
+    )?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        out.push(statement.query_row([id], |r| {
+            Ok(super::actor::RowOutcome {
+                integration: r.get(0)?,
+                target: r.get(1)?,
+                state: r.get(2)?,
+                answer: r.get(3)?,
+            })
+        })?);
+    }
+    Ok(out)
+}
+
 /// Pending rows due at `now_ms`, oldest first, except those in `skip` (in flight).
 pub fn due(
     connection: &Connection,
