@@ -124,40 +124,73 @@ pub async fn run(
     let mut interrupt =
         signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
+    // The Alertmanager file is watched like the rule files: a change reloads as SIGHUP does.
+    let mut alerting_poll = tokio::time::interval(ALERTING_POLL);
+    alerting_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut alerting_seen = alerting_stamp(&current);
     loop {
-        tokio::select! {
+        let cause = tokio::select! {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
-            _ = hangup.recv() => {
-                notify(&[NotifyState::Reloading]);
-                match config::load_for_reload(config_path.as_deref(), &overrides) {
-                    Ok(next) => {
-                        let removed = config::removed_protections(&current, &next);
-                        match apply(&current, &next, &history, &auth, &readiness, &status, &spend, &mut server, &mut collectors, &state, &tracker, &shutdown).await {
-                            Ok(()) => {
-                                info!(config = %next.origin, "Configuration reloaded.");
-                                if !removed.is_empty() {
-                                    warn!(removed = %removed.join(", "), "The reloaded configuration removes protection of the endpoints: {}.", removed.join(", "));
-                                }
-                                rules.reload(RuleSet::from_config(&next), outgoing_labels(&next.external_labels));
-                                notifier.reload(notify_settings(&next));
-                                record_reload(true);
-                                current = next;
-                            }
-                            Err(error) => {
-                                error!(error = format!("{error:#}"), "Configuration reload refused; the previous configuration keeps running.");
-                                record_reload(false);
-                            }
+            _ = hangup.recv() => "signal",
+            _ = alerting_poll.tick() => {
+                if alerting_stamp(&current) == alerting_seen {
+                    continue;
+                }
+                "alerting file change"
+            }
+        };
+        notify(&[NotifyState::Reloading]);
+        match config::load_for_reload(config_path.as_deref(), &overrides) {
+            Ok(next) => {
+                let removed = config::removed_protections(&current, &next);
+                match apply(
+                    &current,
+                    &next,
+                    &history,
+                    &auth,
+                    &readiness,
+                    &status,
+                    &spend,
+                    &mut server,
+                    &mut collectors,
+                    &state,
+                    &tracker,
+                    &shutdown,
+                )
+                .await
+                {
+                    Ok(()) => {
+                        info!(config = %next.origin, cause, "Configuration reloaded.");
+                        if !removed.is_empty() {
+                            warn!(removed = %removed.join(", "), "The reloaded configuration removes protection of the endpoints: {}.", removed.join(", "));
                         }
+                        rules.reload(
+                            RuleSet::from_config(&next),
+                            outgoing_labels(&next.external_labels),
+                        );
+                        notifier.reload(notify_settings(&next));
+                        record_reload(true);
+                        current = next;
                     }
-                    Err(errors) => {
-                        error!(errors = %errors, "Configuration reload refused; the previous configuration keeps running.");
+                    Err(error) => {
+                        error!(
+                            error = format!("{error:#}"),
+                            cause,
+                            "Configuration reload refused; the previous configuration keeps running."
+                        );
                         record_reload(false);
                     }
                 }
-                notify(&[NotifyState::Ready]);
+            }
+            Err(errors) => {
+                error!(errors = %errors, cause, "Configuration reload refused; the previous configuration keeps running.");
+                record_reload(false);
             }
         }
+        // A refused file is not tried again until it changes.
+        alerting_seen = alerting_stamp(&current);
+        notify(&[NotifyState::Ready]);
     }
 
     info!("Shutting down.");
@@ -541,6 +574,16 @@ fn spawn_watchdog(
         }
         .instrument(info_span!("watchdog")),
     );
+}
+
+/// How often the Alertmanager file is checked for changes (as the rule files are).
+const ALERTING_POLL: Duration = Duration::from_secs(2);
+
+/// What a change of the Alertmanager file looks like: its modification time and size.
+fn alerting_stamp(config: &Config) -> Option<(Option<std::time::SystemTime>, u64)> {
+    let path = config.alerting.config.as_ref()?.origin.clone();
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok(), meta.len()))
 }
 
 fn record_reload(success: bool) {

@@ -166,6 +166,9 @@ fn bad_silences_are_refused_and_secrets_are_masked_in_the_status() {
     )
     .expect("write");
     let daemon = Daemon::start_ready(Some(&config(&[], &alerting.display().to_string())), &[]);
+    wait_until("the configuration in force", 10, || {
+        json(&daemon, "/api/v2/receivers") != serde_json::json!([])
+    });
     let status = json(&daemon, "/api/v2/status");
     let original = status["config"]["original"].as_str().expect("original");
     assert!(!original.contains("hunter2"), "{original}");
@@ -232,5 +235,33 @@ fn notify_test_sends_through_the_real_path_and_prints_each_server_answer() {
     assert!(
         stderr.contains("no receiver `nope`") && stderr.contains("oncall"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn a_changed_alerting_file_is_reloaded_and_a_broken_one_refused() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let alerting = alerting_file(work.path(), 25, &["a@example.com"], "");
+    let daemon = Daemon::start_ready(Some(&config(&[], &alerting)), &[]);
+    let receivers = || json(&daemon, "/api/v2/receivers");
+    wait_until("the receivers", 10, || {
+        receivers() == serde_json::json!([{"name": "oncall"}])
+    });
+    let text = std::fs::read_to_string(&alerting).expect("read");
+    std::fs::write(&alerting, text.replace("oncall", "pager")).expect("rewrite");
+    wait_until("the renamed receiver", 15, || {
+        receivers() == serde_json::json!([{"name": "pager"}])
+    });
+    std::fs::write(&alerting, "route: [not a route\n").expect("break");
+    common::notify::wait_log(&daemon, "Configuration reload refused", 15);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(receivers(), serde_json::json!([{"name": "pager"}]));
+    assert_eq!(
+        daemon
+            .logs()
+            .matches("Configuration reload refused")
+            .count(),
+        1,
+        "a refused file is tried once per change"
     );
 }
