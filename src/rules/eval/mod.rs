@@ -17,6 +17,7 @@ mod labels;
 mod rate;
 mod selectors;
 mod subquery;
+mod summation;
 #[cfg(test)]
 mod test_support;
 
@@ -463,7 +464,7 @@ const FUNCTIONS: &[(&str, Implementation)] = {
         ("avg_over_time", OverTime(|s, _| mean(s))),
         (
             "sum_over_time",
-            OverTime(|s, _| Some(s.iter().map(|x| x.1).sum())),
+            OverTime(|s, _| Some(summation::sum(s.iter().map(|x| x.1)))),
         ),
         ("min_over_time", OverTime(|s, _| extreme(s, f64::min))),
         ("max_over_time", OverTime(|s, _| extreme(s, f64::max))),

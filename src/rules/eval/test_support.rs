@@ -102,3 +102,16 @@ pub(super) fn exact_values(history: &History, expr: &str, ts: i64) -> Vec<f64> {
         other => panic!("{expr}: expected a vector, got {other:?}"),
     }
 }
+
+/// A history holding the gauges `name{i="0"}`, `name{i="1"}`, ... with `values` at 0 s, for
+/// aggregation tests.
+pub(super) fn instant_history(name: &str, values: &[f64]) -> History {
+    let mut history = History::new(HistoryLimits::default());
+    let mut batch = Batch::new();
+    batch.family(name, MetricKind::Gauge, "test series");
+    for (i, &value) in values.iter().enumerate() {
+        batch.push(name, &[("i", &i.to_string())], value);
+    }
+    history.ingest("t", 0, batch);
+    history
+}
