@@ -1,6 +1,7 @@
 //! Aggregation operators (`sum by (job) (...)` and the rest) and the quantile they share with
 //! `quantile_over_time`.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
@@ -60,13 +61,8 @@ impl Context<'_> {
                 };
                 let mut out = Vec::new();
                 for (_, mut members) in groups {
-                    members.sort_by(|a, b| {
-                        if op == "topk" {
-                            b.1.total_cmp(&a.1)
-                        } else {
-                            a.1.total_cmp(&b.1)
-                        }
-                    });
+                    let descending = op == "topk";
+                    members.sort_by(|a, b| rank_nan_last(a.1, b.1, descending));
                     members.truncate(k);
                     out.extend(members);
                 }
@@ -78,8 +74,7 @@ impl Context<'_> {
                     .into_iter()
                     .map(|(labels, members)| {
                         let mut values: Vec<f64> = members.into_iter().map(|m| m.1).collect();
-                        values.sort_by(f64::total_cmp);
-                        (labels, quantile(q, &values))
+                        (labels, quantile(q, &mut values))
                     })
                     .collect();
                 Ok(Value::Vector(out))
@@ -141,8 +136,29 @@ fn extreme(values: &[f64], wins: fn(f64, f64) -> bool) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// Prometheus' quantile: linear interpolation between ranks, -Inf/+Inf outside [0, 1].
-pub(super) fn quantile(q: f64, sorted: &[f64]) -> f64 {
+/// The order of `topk` (descending) and `bottomk` (ascending): NaN ranks last either way,
+/// because Prometheus' selection heaps drop a NaN before any number.
+fn rank_nan_last(a: f64, b: f64, descending: bool) -> Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        _ if descending => b.total_cmp(&a),
+        _ => a.total_cmp(&b),
+    }
+}
+
+/// Prometheus' quantile: linear interpolation between ranks, -Inf/+Inf outside [0, 1]. The
+/// values are sorted here with NaN lowest, as Prometheus' `vectorByValueHeap` orders them, so a
+/// NaN shifts the ranks rather than being skipped.
+pub(super) fn quantile(q: f64, values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Less,
+        (false, true) => Ordering::Greater,
+        _ => a.total_cmp(b),
+    });
+    let sorted = &*values;
     if sorted.is_empty() || q.is_nan() {
         return f64::NAN;
     }
@@ -187,7 +203,7 @@ mod tests {
             1.5
         );
         assert_eq!(check(r#"count_values("v", up)"#, at).len(), 2);
-        assert_eq!(quantile(0.9, &[1.0, 2.0, 3.0, 4.0, 5.0]), 4.6);
+        assert_eq!(quantile(0.9, &mut [5.0, 2.0, 3.0, 4.0, 1.0]), 4.6);
     }
 
     #[test]
@@ -209,6 +225,30 @@ mod tests {
         assert_eq!(exact_values(&history, "stddev(m)", 0), vec![0.0]);
         let history = instant_history("m", &[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]);
         assert_eq!(exact_values(&history, "stddev(m)", 0), vec![2.0]);
+    }
+
+    #[test]
+    fn topk_and_bottomk_rank_nan_last() {
+        let history = instant_history("m", &[f64::NAN, 1.0, 3.0, -f64::NAN, 2.0]);
+        assert_eq!(exact_values(&history, "topk(2, m)", 0), vec![3.0, 2.0]);
+        assert_eq!(exact_values(&history, "bottomk(2, m)", 0), vec![1.0, 2.0]);
+        // NaN is taken only when there are not enough numbers, and then it comes last.
+        let top = exact_values(&history, "topk(4, m)", 0);
+        assert_eq!(top[..3], [3.0, 2.0, 1.0]);
+        assert!(top[3].is_nan());
+        let bottom = exact_values(&history, "bottomk(4, m)", 0);
+        assert_eq!(bottom[..3], [1.0, 2.0, 3.0]);
+        assert!(bottom[3].is_nan());
+    }
+
+    #[test]
+    fn quantile_sorts_nan_as_the_lowest_value() {
+        // Sorted: NaN, 1, 2, 3; the median lies between 1 and 2, and the maximum is 3.
+        let history = instant_history("m", &[3.0, f64::NAN, 1.0, 2.0]);
+        assert_eq!(exact_values(&history, "quantile(0.5, m)", 0), vec![1.5]);
+        assert_eq!(exact_values(&history, "quantile(1, m)", 0), vec![3.0]);
+        assert!(exact_values(&history, "quantile(0, m)", 0)[0].is_nan());
+        assert_eq!(quantile(0.5, &mut [-f64::NAN, 1.0, 2.0]), 1.0);
     }
 
     #[test]

@@ -123,8 +123,7 @@ impl Context<'_> {
                         .into_iter()
                         .map(|(l, s)| {
                             let mut values: Vec<f64> = s.into_iter().map(|x| x.1).collect();
-                            values.sort_by(f64::total_cmp);
-                            (drop_name(l), quantile(q, &values))
+                            (drop_name(l), quantile(q, &mut values))
                         })
                         .collect(),
                 )
@@ -399,6 +398,13 @@ mod tests {
         let history = gauge(&[1.7e308, 1.7e308, 1.6e308]);
         let avg = exact_values(&history, "avg_over_time(g[1m])", at);
         assert!((avg[0] - 1.6666666666666667e308).abs() < 1e294, "{avg:?}");
+    }
+
+    #[test]
+    fn quantile_over_time_sorts_nan_as_the_lowest_value() {
+        let history = gauge(&[3.0, f64::NAN, 1.0, 2.0]);
+        let median = exact_values(&history, "quantile_over_time(0.5, g[1m])", 45_000);
+        assert_eq!(median, vec![1.5]);
     }
 
     #[test]
