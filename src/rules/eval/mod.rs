@@ -649,6 +649,31 @@ mod tests {
     }
 
     #[test]
+    fn experimental_and_native_histogram_functions_are_refused_as_by_a_default_prometheus() {
+        // Prometheus 3 accepts these only with --enable-feature=promql-experimental-functions.
+        for name in ["first_over_time", "mad_over_time", "ts_of_max_over_time"] {
+            let expr = format!("{name}(up[5m])");
+            assert_eq!(
+                refusal(&expr),
+                format!("function `{name}` is not supported"),
+                "{expr}"
+            );
+            assert_eq!(
+                eval_error(&expr),
+                format!("function `{name}` is not supported")
+            );
+        }
+        // Native-histogram functions: over classic `_bucket` series a default Prometheus 3.0
+        // answers nothing, so a rule using them could never fire; refusing it says so at load.
+        for expr in [
+            "histogram_fraction(0, 0.5, request_duration_seconds_bucket)",
+            "histogram_count(request_duration_seconds_bucket)",
+        ] {
+            assert!(refusal(expr).contains("is not supported"), "{expr}");
+        }
+    }
+
+    #[test]
     fn times_at_the_edges_of_prometheus_range_end() {
         // Refused at load: an `@` beyond the range overflows the time arithmetic.
         for expr in [
