@@ -1,12 +1,13 @@
 //! Aggregation operators (`sum by (job) (...)` and the rest) and the quantile they share with
 //! `quantile_over_time`.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
 use super::binary::signature;
-use super::{AGGREGATIONS, Context, LabelSet, Value, unwrap_parens};
+use super::{AGGREGATIONS, Context, LabelSet, Value, summation, unwrap_parens};
 
 impl Context<'_> {
     pub(super) fn aggregate(&self, agg: &AggregateExpr, ts: i64) -> Result<Value, String> {
@@ -29,20 +30,7 @@ impl Context<'_> {
         }
         let mut out = Vec::new();
         for (labels, values) in groups {
-            let n = values.len() as f64;
-            let mean = values.iter().sum::<f64>() / n;
-            let value = match op.as_str() {
-                "sum" => values.iter().sum(),
-                "avg" => mean,
-                "min" => values.iter().copied().fold(f64::INFINITY, f64::min),
-                "max" => values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-                "count" => n,
-                "group" => 1.0,
-                "stdvar" => values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n,
-                "stddev" => (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt(),
-                other => return Err(format!("{other}(): expected a parameter")),
-            };
-            out.push((labels, value));
+            out.push((labels, reduce_group(&op, &values)?));
         }
         Ok(Value::Vector(out))
     }
@@ -73,13 +61,8 @@ impl Context<'_> {
                 };
                 let mut out = Vec::new();
                 for (_, mut members) in groups {
-                    members.sort_by(|a, b| {
-                        if op == "topk" {
-                            b.1.total_cmp(&a.1)
-                        } else {
-                            a.1.total_cmp(&b.1)
-                        }
-                    });
+                    let descending = op == "topk";
+                    members.sort_by(|a, b| rank_nan_last(a.1, b.1, descending));
                     members.truncate(k);
                     out.extend(members);
                 }
@@ -91,8 +74,7 @@ impl Context<'_> {
                     .into_iter()
                     .map(|(labels, members)| {
                         let mut values: Vec<f64> = members.into_iter().map(|m| m.1).collect();
-                        values.sort_by(f64::total_cmp);
-                        (labels, quantile(q, &values))
+                        (labels, quantile(q, &mut values))
                     })
                     .collect();
                 Ok(Value::Vector(out))
@@ -121,8 +103,62 @@ impl Context<'_> {
     }
 }
 
-/// Prometheus' quantile: linear interpolation between ranks, -Inf/+Inf outside [0, 1].
-pub(super) fn quantile(q: f64, sorted: &[f64]) -> f64 {
+/// One group's value for the aggregations without a parameter, with Prometheus' numerics:
+/// compensated sums, an overflow-safe mean and Welford's variance. A group is never empty.
+fn reduce_group(op: &str, values: &[f64]) -> Result<f64, String> {
+    let values_iter = || values.iter().copied();
+    Ok(match op {
+        "sum" => summation::sum(values_iter()),
+        "avg" => summation::mean_of_group(values_iter()).unwrap_or(f64::NAN),
+        "min" => extreme(values, |value, kept| value < kept),
+        "max" => extreme(values, |value, kept| value > kept),
+        "count" => values.len() as f64,
+        "group" => 1.0,
+        "stdvar" => summation::variance_of_group(values_iter()).unwrap_or(f64::NAN),
+        "stddev" => summation::variance_of_group(values_iter()).map_or(f64::NAN, f64::sqrt),
+        other => return Err(format!("{other}(): expected a parameter")),
+    })
+}
+
+/// `min` or `max` as Prometheus keeps it: a value replaces the kept one when `wins`, and any
+/// value replaces a NaN, so NaN comes out only when every value is NaN.
+fn extreme(values: &[f64], wins: fn(f64, f64) -> bool) -> f64 {
+    values
+        .iter()
+        .copied()
+        .reduce(|kept, value| {
+            if kept.is_nan() || wins(value, kept) {
+                value
+            } else {
+                kept
+            }
+        })
+        .unwrap_or(f64::NAN)
+}
+
+/// The order of `topk` (descending) and `bottomk` (ascending): NaN ranks last either way,
+/// because Prometheus' selection heaps drop a NaN before any number.
+fn rank_nan_last(a: f64, b: f64, descending: bool) -> Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        _ if descending => b.total_cmp(&a),
+        _ => a.total_cmp(&b),
+    }
+}
+
+/// Prometheus' quantile: linear interpolation between ranks, -Inf/+Inf outside [0, 1]. The
+/// values are sorted here with NaN lowest, as Prometheus' `vectorByValueHeap` orders them, so a
+/// NaN shifts the ranks rather than being skipped.
+pub(super) fn quantile(q: f64, values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Less,
+        (false, true) => Ordering::Greater,
+        _ => a.total_cmp(b),
+    });
+    let sorted = &*values;
     if sorted.is_empty() || q.is_nan() {
         return f64::NAN;
     }
@@ -167,6 +203,61 @@ mod tests {
             1.5
         );
         assert_eq!(check(r#"count_values("v", up)"#, at).len(), 2);
-        assert_eq!(quantile(0.9, &[1.0, 2.0, 3.0, 4.0, 5.0]), 4.6);
+        assert_eq!(quantile(0.9, &mut [5.0, 2.0, 3.0, 4.0, 1.0]), 4.6);
+    }
+
+    #[test]
+    fn sum_and_avg_are_compensated_and_do_not_overflow() {
+        let history = instant_history("m", &[2.0, 8.0, 1e100, -1e100]);
+        assert_eq!(exact_values(&history, "sum(m)", 0), vec![10.0]);
+        assert_eq!(exact_values(&history, "avg(m)", 0), vec![2.5]);
+        let history = instant_history("m", &[1.7e308, 1.7e308, 1.6e308]);
+        let avg = exact_values(&history, "avg(m)", 0);
+        assert!(avg[0].is_finite(), "{avg:?}");
+        assert!((avg[0] - 1.6666666666666667e308).abs() < 1e294, "{avg:?}");
+        assert_eq!(exact_values(&history, "sum(m)", 0), vec![f64::INFINITY]);
+    }
+
+    #[test]
+    fn stddev_and_stdvar_of_identical_values_are_exactly_zero() {
+        let history = instant_history("m", &[0.1; 7]);
+        assert_eq!(exact_values(&history, "stdvar(m)", 0), vec![0.0]);
+        assert_eq!(exact_values(&history, "stddev(m)", 0), vec![0.0]);
+        let history = instant_history("m", &[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]);
+        assert_eq!(exact_values(&history, "stddev(m)", 0), vec![2.0]);
+    }
+
+    #[test]
+    fn topk_and_bottomk_rank_nan_last() {
+        let history = instant_history("m", &[f64::NAN, 1.0, 3.0, -f64::NAN, 2.0]);
+        assert_eq!(exact_values(&history, "topk(2, m)", 0), vec![3.0, 2.0]);
+        assert_eq!(exact_values(&history, "bottomk(2, m)", 0), vec![1.0, 2.0]);
+        // NaN is taken only when there are not enough numbers, and then it comes last.
+        let top = exact_values(&history, "topk(4, m)", 0);
+        assert_eq!(top[..3], [3.0, 2.0, 1.0]);
+        assert!(top[3].is_nan());
+        let bottom = exact_values(&history, "bottomk(4, m)", 0);
+        assert_eq!(bottom[..3], [1.0, 2.0, 3.0]);
+        assert!(bottom[3].is_nan());
+    }
+
+    #[test]
+    fn quantile_sorts_nan_as_the_lowest_value() {
+        // Sorted: NaN, 1, 2, 3; the median lies between 1 and 2, and the maximum is 3.
+        let history = instant_history("m", &[3.0, f64::NAN, 1.0, 2.0]);
+        assert_eq!(exact_values(&history, "quantile(0.5, m)", 0), vec![1.5]);
+        assert_eq!(exact_values(&history, "quantile(1, m)", 0), vec![3.0]);
+        assert!(exact_values(&history, "quantile(0, m)", 0)[0].is_nan());
+        assert_eq!(quantile(0.5, &mut [-f64::NAN, 1.0, 2.0]), 1.0);
+    }
+
+    #[test]
+    fn min_and_max_skip_nan_unless_every_value_is_nan() {
+        let history = instant_history("m", &[f64::NAN, 3.0, f64::NAN, 1.0]);
+        assert_eq!(exact_values(&history, "min(m)", 0), vec![1.0]);
+        assert_eq!(exact_values(&history, "max(m)", 0), vec![3.0]);
+        let history = instant_history("m", &[f64::NAN, f64::NAN]);
+        assert!(exact_values(&history, "max(m)", 0)[0].is_nan());
+        assert!(exact_values(&history, "min(m)", 0)[0].is_nan());
     }
 }

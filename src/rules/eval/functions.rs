@@ -11,7 +11,7 @@ use super::histogram::histogram_quantile;
 use super::labels::{label_join, label_replace, label_replace_regex, string_arg};
 use super::rate::linear_regression;
 use super::{
-    Context, Implementation, LabelSet, SpecialFunction, Value, drop_name, function,
+    Context, Implementation, LabelSet, SpecialFunction, Value, drop_name, function, summation,
     unsupported_function, unwrap_parens,
 };
 
@@ -123,8 +123,7 @@ impl Context<'_> {
                         .into_iter()
                         .map(|(l, s)| {
                             let mut values: Vec<f64> = s.into_iter().map(|x| x.1).collect();
-                            values.sort_by(f64::total_cmp);
-                            (drop_name(l), quantile(q, &values))
+                            (drop_name(l), quantile(q, &mut values))
                         })
                         .collect(),
                 )
@@ -310,8 +309,9 @@ pub(super) fn resets(samples: &[(i64, f64)]) -> f64 {
     samples.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64
 }
 
+/// `avg_over_time`, with Prometheus' compensated, overflow-safe mean.
 pub(super) fn mean(samples: &[(i64, f64)]) -> Option<f64> {
-    (!samples.is_empty()).then(|| samples.iter().map(|x| x.1).sum::<f64>() / samples.len() as f64)
+    summation::mean_over_time(samples.iter().map(|x| x.1))
 }
 
 /// The minimum or maximum; a NaN is replaced by any real value, as in Prometheus.
@@ -327,10 +327,10 @@ pub(super) fn extreme(samples: &[(i64, f64)], pick: fn(f64, f64) -> f64) -> Opti
     })
 }
 
-/// Population variance, as `stdvar_over_time`.
+/// Population variance, as `stdvar_over_time`: compensated Welford, so identical samples give
+/// exactly 0.
 pub(super) fn variance(samples: &[(i64, f64)]) -> Option<f64> {
-    let average = mean(samples)?;
-    Some(samples.iter().map(|x| (x.1 - average).powi(2)).sum::<f64>() / samples.len() as f64)
+    summation::variance_over_time(samples.iter().map(|x| x.1))
 }
 
 #[cfg(test)]
@@ -372,6 +372,51 @@ mod tests {
             check(r#"stddev_over_time(up{instance="a"}[5m])"#, at)[0].1,
             0.0
         );
+    }
+
+    /// A gauge sampled every 15 s from 0 s with `values`.
+    fn gauge(values: &[f64]) -> crate::history::History {
+        let samples: Vec<(i64, f64)> = (0..)
+            .map(|i: i64| i * 15_000)
+            .zip(values.iter().copied())
+            .collect();
+        series_history("g", crate::model::MetricKind::Gauge, &samples)
+    }
+
+    #[test]
+    fn sum_and_avg_over_time_are_compensated_and_do_not_overflow() {
+        let at = 45_000;
+        let history = gauge(&[2.0, 8.0, 1e100, -1e100]);
+        assert_eq!(
+            exact_values(&history, "sum_over_time(g[1m])", at),
+            vec![10.0]
+        );
+        assert_eq!(
+            exact_values(&history, "avg_over_time(g[1m])", at),
+            vec![2.5]
+        );
+        let history = gauge(&[1.7e308, 1.7e308, 1.6e308]);
+        let avg = exact_values(&history, "avg_over_time(g[1m])", at);
+        assert!((avg[0] - 1.6666666666666667e308).abs() < 1e294, "{avg:?}");
+    }
+
+    #[test]
+    fn quantile_over_time_sorts_nan_as_the_lowest_value() {
+        let history = gauge(&[3.0, f64::NAN, 1.0, 2.0]);
+        let median = exact_values(&history, "quantile_over_time(0.5, g[1m])", 45_000);
+        assert_eq!(median, vec![1.5]);
+    }
+
+    #[test]
+    fn stddev_and_stdvar_over_time_of_identical_samples_are_exactly_zero() {
+        let history = gauge(&[0.1; 4]);
+        for f in ["stddev_over_time", "stdvar_over_time"] {
+            assert_eq!(
+                exact_values(&history, &format!("{f}(g[1m])"), 45_000),
+                vec![0.0],
+                "{f}"
+            );
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod labels;
 mod rate;
 mod selectors;
 mod subquery;
+mod summation;
 #[cfg(test)]
 mod test_support;
 
@@ -463,7 +464,7 @@ const FUNCTIONS: &[(&str, Implementation)] = {
         ("avg_over_time", OverTime(|s, _| mean(s))),
         (
             "sum_over_time",
-            OverTime(|s, _| Some(s.iter().map(|x| x.1).sum())),
+            OverTime(|s, _| Some(summation::sum(s.iter().map(|x| x.1)))),
         ),
         ("min_over_time", OverTime(|s, _| extreme(s, f64::min))),
         ("max_over_time", OverTime(|s, _| extreme(s, f64::max))),
@@ -644,6 +645,31 @@ mod tests {
             ("up[1d:1s]", "more than"),
         ] {
             assert!(refusal(expr).contains(named), "{expr}: {}", refusal(expr));
+        }
+    }
+
+    #[test]
+    fn experimental_and_native_histogram_functions_are_refused_as_by_a_default_prometheus() {
+        // Prometheus 3 accepts these only with --enable-feature=promql-experimental-functions.
+        for name in ["first_over_time", "mad_over_time", "ts_of_max_over_time"] {
+            let expr = format!("{name}(up[5m])");
+            assert_eq!(
+                refusal(&expr),
+                format!("function `{name}` is not supported"),
+                "{expr}"
+            );
+            assert_eq!(
+                eval_error(&expr),
+                format!("function `{name}` is not supported")
+            );
+        }
+        // Native-histogram functions: over classic `_bucket` series a default Prometheus 3.0
+        // answers nothing, so a rule using them could never fire; refusing it says so at load.
+        for expr in [
+            "histogram_fraction(0, 0.5, request_duration_seconds_bucket)",
+            "histogram_count(request_duration_seconds_bucket)",
+        ] {
+            assert!(refusal(expr).contains("is not supported"), "{expr}");
         }
     }
 

@@ -81,3 +81,37 @@ pub(super) fn refusal(expr: &str) -> String {
         Err(error) => error,
     }
 }
+
+/// A history holding one series `name{job="t"}` with the given `(ms, value)` samples, for tests
+/// that need exact inputs rather than the shared fixture.
+pub(super) fn series_history(name: &str, kind: MetricKind, samples: &[(i64, f64)]) -> History {
+    let mut history = History::new(HistoryLimits::default());
+    for &(ts, value) in samples {
+        let mut batch = Batch::new();
+        batch.family(name, kind, "test series");
+        batch.push(name, &[("job", "t")], value);
+        history.ingest("t", ts, batch);
+    }
+    history
+}
+
+/// The unrounded values of `expr` over `history` at `ts`.
+pub(super) fn exact_values(history: &History, expr: &str, ts: i64) -> Vec<f64> {
+    match eval(history, &parse(expr), ts).unwrap_or_else(|e| panic!("{expr}: {e}")) {
+        Value::Vector(v) => v.into_iter().map(|(_, x)| x).collect(),
+        other => panic!("{expr}: expected a vector, got {other:?}"),
+    }
+}
+
+/// A history holding the gauges `name{i="0"}`, `name{i="1"}`, ... with `values` at 0 s, for
+/// aggregation tests.
+pub(super) fn instant_history(name: &str, values: &[f64]) -> History {
+    let mut history = History::new(HistoryLimits::default());
+    let mut batch = Batch::new();
+    batch.family(name, MetricKind::Gauge, "test series");
+    for (i, &value) in values.iter().enumerate() {
+        batch.push(name, &[("i", &i.to_string())], value);
+    }
+    history.ingest("t", 0, batch);
+    history
+}
