@@ -127,11 +127,21 @@ pub fn spawn(
 ) -> RulesHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let view: RulesView = Arc::default();
+    // Before any group runs, so the first evaluation continues from the saved state.
+    let now = now_ms();
+    let states = saved::restore(&persistence.store, &persistence.state_dir, now)
+        .into_iter()
+        .map(|(key, state)| (key, Arc::new(Mutex::new(state))))
+        .collect::<BTreeMap<_, _>>();
+    let context = Context {
+        restored_at: (!states.is_empty()).then_some(now),
+        ..context
+    };
     let actor = Actor {
         set,
         history,
         persistence,
-        states: BTreeMap::new(),
+        states,
         context: Arc::new(context),
         running: CancellationToken::new(),
         view: Arc::clone(&view),
@@ -162,16 +172,6 @@ impl Actor {
         mut self,
         mut requests: mpsc::UnboundedReceiver<(RuleSet, Vec<(String, String)>)>,
     ) {
-        let now = now_ms();
-        let saved = saved::restore(&self.persistence.store, &self.persistence.state_dir, now).await;
-        self.context = Arc::new(Context {
-            restored_at: (!saved.is_empty()).then_some(now),
-            ..(*self.context).clone()
-        });
-        self.states = saved
-            .into_iter()
-            .map(|(key, state)| (key, Arc::new(Mutex::new(state))))
-            .collect();
         let (groups, errors) = self.set.load();
         for problem in &errors {
             error!(error = %problem, "A rule file has an error; its rules are not evaluated.");

@@ -91,8 +91,9 @@ pub fn read(connection: &Connection) -> rusqlite::Result<(States, Vec<String>)> 
 
 /// The saved state: the store's rows, or on first start after an upgrade the legacy file's,
 /// copied into the store. Problems are logged; the rules then start with what could be read.
-pub async fn restore(store: &Store, state_dir: &Path, now_ms: i64) -> States {
-    let (mut states, unreadable) = match store.call(|c| read(c)).await {
+/// Blocking (the store's thread does the work): called once, at start, before any rule runs.
+pub fn restore(store: &Store, state_dir: &Path, now_ms: i64) -> States {
+    let (mut states, unreadable) = match store.call_blocking(|c| read(c)) {
         Ok(found) => found,
         Err(problem) => {
             error!(error = %problem, "Cannot read the saved alert state; alerts start with no state.");
@@ -110,8 +111,7 @@ pub async fn restore(store: &Store, state_dir: &Path, now_ms: i64) -> States {
             let rows: Result<Vec<Row>, _> = old.iter().map(|(k, s)| row(k, s)).collect();
             let copied = match rows {
                 Ok(rows) => store
-                    .call(move |c| write(c, &rows, now_ms))
-                    .await
+                    .call_blocking(move |c| write(c, &rows, now_ms))
                     .map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
@@ -172,12 +172,6 @@ mod tests {
         }
     }
 
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime")
-    }
-
     #[test]
     fn a_group_state_survives_the_store_with_infinite_values()
     -> Result<(), Box<dyn std::error::Error>> {
@@ -218,7 +212,7 @@ mod tests {
         )]
         .into();
         std::fs::write(&legacy, serde_json::to_vec(&old)?)?;
-        let restored = runtime().block_on(restore(&store, dir.path(), 5));
+        let restored = restore(&store, dir.path(), 5);
         assert_eq!(restored, old);
         assert!(!legacy.exists());
         assert!(dir.path().join("rules-state.json.migrated").exists());
@@ -227,7 +221,7 @@ mod tests {
         // A leftover file never overrides what the store holds.
         let stale: States = [("f;g".to_string(), state_with_value(1.0, AlertState::Firing))].into();
         std::fs::write(&legacy, serde_json::to_vec(&stale)?)?;
-        let restored = runtime().block_on(restore(&store, dir.path(), 6));
+        let restored = restore(&store, dir.path(), 6);
         assert_eq!(restored, old);
         assert!(!legacy.exists());
         Ok(())
@@ -241,7 +235,7 @@ mod tests {
         let legacy = dir.path().join(LEGACY_FILE);
         for (n, text) in ["{ first", "{ second"].iter().enumerate() {
             std::fs::write(&legacy, text)?;
-            let restored = runtime().block_on(restore(&store, dir.path(), 1));
+            let restored = restore(&store, dir.path(), 1);
             assert!(restored.is_empty());
             let kept = dir
                 .path()

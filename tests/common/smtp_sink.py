@@ -2,7 +2,7 @@
 
 Usage: smtp_sink.py PORT OUTFILE [--fail-data N] [--reject ADDRESS]...
 Each accepted message is appended to OUTFILE as one JSON line
-{"from": ..., "to": [...], "data": ...}. --fail-data N answers the first N DATA commands
+{"from": ..., "to": [...], "data": ..., "at": unix seconds of acceptance}. --fail-data N answers the first N DATA commands
 with 451; --reject ADDRESS answers RCPT TO for that address with 550.
 """
 import argparse
@@ -10,6 +10,7 @@ import asyncio
 import json
 import signal
 import threading
+import time
 
 from aiosmtpd.controller import Controller
 
@@ -36,6 +37,7 @@ class Handler:
                 "from": envelope.mail_from,
                 "to": envelope.rcpt_tos,
                 "data": envelope.content.decode("utf-8", "replace"),
+                "at": time.time(),
             }
             with open(self.out, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
