@@ -325,10 +325,10 @@ impl SpendTracker {
     }
 }
 
-/// Lookups binary-search these lists; a hand-edited file may be unsorted.
+/// Lookups binary-search these lists; a hand-edited file may be unsorted. Providers saved
+/// under an old name (`google`) fold into their canonical one (`gcp.gemini`), which sorts too.
 fn sorted(mut ledger: Ledger) -> Ledger {
-    ledger.lifetime.sort_by(|a, b| a.0.cmp(&b.0));
-    ledger.month_to_date.sort_by(|a, b| a.0.cmp(&b.0));
+    ledger.canonicalize_providers(pricing::canonical_provider);
     ledger
 }
 
@@ -348,7 +348,9 @@ impl Inner {
     /// the endpoints allow) counts as of now, so only the clock moves the month.
     fn record(&mut self, events: Vec<(UsageEvent, i64)>, now_ms: i64) -> IngestSummary {
         let mut summary = IngestSummary::default();
-        for (event, ms) in events {
+        for (mut event, ms) in events {
+            // Every ingest path passes here, so one vendor has one name whatever the client sent.
+            event.provider = pricing::canonical_provider(&event.provider);
             let ms = ms.min(now_ms);
             let date = self.local_date(ms);
             let day = format!("{:04}-{:02}-{:02}", date.year, date.month, date.day);
@@ -741,15 +743,18 @@ impl Collector for SpendCollector {
 mod tests {
     use super::*;
 
-    fn tracker(dir: &Path) -> SpendTracker {
-        let config = crate::config::parse(
+    fn tracker_config() -> AiConfig {
+        crate::config::parse(
             "test",
             "[ai]\ntime_zone = \"UTC\"\n",
             &crate::config::Overrides::default(),
         )
         .map(|c| c.ai)
-        .unwrap_or_else(|e| panic!("{e}"));
-        SpendTracker::open(config, dir)
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn tracker(dir: &Path) -> SpendTracker {
+        SpendTracker::open(tracker_config(), dir)
     }
 
     fn event(input: f64) -> UsageEvent {
@@ -787,6 +792,74 @@ mod tests {
             .report(ms("2026-12-01T00:00:01Z"))
             .map(|r| (r.month, r.tokens));
         assert_eq!(december, Some(("2026-12".to_string(), 0.0)));
+        Ok(())
+    }
+
+    #[test]
+    fn a_provider_alias_is_recorded_and_priced_under_its_canonical_name() -> Result<(), IngestError>
+    {
+        let dir = tempfile::tempdir().map_err(|e| IngestError::NotDurable(e.to_string()))?;
+        let tracker = tracker(dir.path());
+        let now = ms("2026-11-20T10:00:00Z");
+        let gemini = |provider: &str| UsageEvent {
+            provider: provider.into(),
+            model: "gemini-2.5-flash".into(),
+            ..event(1_000_000.0)
+        };
+        let summary = tracker.ingest(
+            vec![(gemini("google"), now), (gemini(" GCP.Gemini "), now)],
+            now,
+        )?;
+        assert_eq!(summary.unpriced, 0);
+        let lines = tracker.report(now).map(|r| r.by_model).unwrap_or_default();
+        let providers: Vec<&str> = lines.iter().map(|l| l.provider.as_str()).collect();
+        assert_eq!(providers, ["gcp.gemini"]);
+        assert!((lines[0].cost_dollars - 0.60).abs() < 1e-9, "{lines:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_ledger_saved_with_old_provider_names_folds_into_the_canonical_name_on_load()
+    -> Result<(), IngestError> {
+        let dir = tempfile::tempdir().map_err(|e| IngestError::NotDurable(e.to_string()))?;
+        let now = ms("2026-11-20T10:00:00Z");
+        let old = |provider: &str| UsageEvent {
+            provider: provider.into(),
+            ..event(100.0)
+        };
+        let mut ledger = Ledger::default();
+        let date = LocalDate {
+            year: 2026,
+            month: 11,
+            day: 20,
+        };
+        ledger.roll_to(date);
+        let caps = tracker(dir.path())
+            .with_config(|c| c.caps)
+            .ok_or_else(|| IngestError::NotDurable("no config".into()))?;
+        for provider in ["google", "gcp.gemini", "gemini"] {
+            ledger.record(old(provider), now, date, Some(1.0), caps);
+        }
+        let bytes =
+            serde_json::to_vec(&ledger).map_err(|e| IngestError::NotDurable(e.to_string()))?;
+        std::fs::write(dir.path().join(STATE_FILE), bytes)
+            .map_err(|e| IngestError::NotDurable(e.to_string()))?;
+        for loaded in [
+            tracker(dir.path()),
+            SpendTracker::read(tracker_config(), dir.path()).map_err(IngestError::NotDurable)?,
+        ] {
+            let report = loaded
+                .report(now)
+                .ok_or_else(|| IngestError::NotDurable("no report".into()))?;
+            let providers: Vec<&str> = report
+                .by_model
+                .iter()
+                .map(|l| l.provider.as_str())
+                .collect();
+            assert_eq!(providers, ["gcp.gemini"]);
+            assert_eq!(report.by_model[0].input_tokens, 300.0);
+            assert_eq!(report.cost_dollars, 3.0);
+        }
         Ok(())
     }
 

@@ -44,12 +44,17 @@ pub struct Tokens {
 }
 
 impl PriceTable {
-    /// The shipped defaults followed by `overrides` (later entries win on the same key and date).
+    /// The shipped defaults followed by `overrides` (later entries win on the same key and date);
+    /// providers are stored under their canonical name.
     pub fn with_defaults(overrides: Vec<Price>) -> Result<PriceTable, String> {
         let file: PriceFile =
             toml::from_str(DEFAULT_PRICES).map_err(|e| format!("shipped price table: {e}"))?;
         let mut prices = file.prices;
         prices.extend(overrides);
+        // Older configs name providers by alias (`google`); they price the canonical name.
+        for price in &mut prices {
+            price.provider = canonical_provider(&price.provider);
+        }
         Ok(PriceTable {
             prices,
             snapshot_date: file.snapshot_date,
@@ -62,9 +67,16 @@ impl PriceTable {
     pub fn lookup(&self, provider: &str, model: &str, date: &str) -> Option<&Price> {
         let provider = canonical_provider(provider);
         let model = model.to_ascii_lowercase();
+        self.lookup_exact(&provider, &model, date).or_else(|| {
+            price_fallback(&provider).and_then(|other| self.lookup_exact(other, &model, date))
+        })
+    }
+
+    /// The price of a canonical provider's model (lowercased), without fallback.
+    fn lookup_exact(&self, provider: &str, model: &str, date: &str) -> Option<&Price> {
         self.prices
             .iter()
-            .filter(|p| p.provider.eq_ignore_ascii_case(&provider))
+            .filter(|p| p.provider == provider)
             .filter(|p| {
                 let priced = p.model.to_ascii_lowercase();
                 model == priced
@@ -99,16 +111,34 @@ impl PriceTable {
     }
 }
 
-/// The price table's provider name for OpenTelemetry's `gen_ai.provider.name` values and
-/// common spellings (`gcp.gemini` and `gcp.vertex_ai` are Google's list prices).
-fn canonical_provider(provider: &str) -> String {
-    let lower = provider.to_ascii_lowercase();
-    match lower.as_str() {
-        "gcp.gemini" | "gcp.vertex_ai" | "gcp.gen_ai" | "vertex_ai" | "gemini" => {
-            "google".to_string()
-        }
-        "azure.ai.openai" => "openai".to_string(),
-        _ => lower,
+/// OpenTelemetry's `gen_ai.provider.name` for a provider name as clients send it: every ingest
+/// path and the price table use this one name per vendor, so one vendor is never two providers
+/// (`google` from JSON beside `gcp.gemini` from OTLP). Known aliases and older SDKs'
+/// `gen_ai.system` values map to the registry value; other names are kept, lowercased and
+/// trimmed.
+pub fn canonical_provider(provider: &str) -> String {
+    let lower = provider.trim().to_ascii_lowercase();
+    let canonical = match lower.as_str() {
+        "google" | "gemini" | "google_ai" | "google.gemini" => "gcp.gemini",
+        "vertex" | "vertexai" | "vertex_ai" | "google.vertex_ai" => "gcp.vertex_ai",
+        "bedrock" | "aws" | "aws_bedrock" => "aws.bedrock",
+        "azure" | "azure_openai" | "az.ai.openai" => "azure.ai.openai",
+        "az.ai.inference" | "azure_ai_inference" => "azure.ai.inference",
+        "xai" | "grok" => "x_ai",
+        "mistral" | "mistralai" => "mistral_ai",
+        "watsonx" | "ibm" | "ibm_watsonx" => "ibm.watsonx.ai",
+        _ => return lower,
+    };
+    canonical.to_string()
+}
+
+/// The provider whose list prices apply when a provider has none of its own: Vertex AI and
+/// the Gen AI SDK bill Google's Gemini list prices, Azure OpenAI OpenAI's.
+fn price_fallback(provider: &str) -> Option<&'static str> {
+    match provider {
+        "gcp.vertex_ai" | "gcp.gen_ai" => Some("gcp.gemini"),
+        "azure.ai.openai" => Some("openai"),
+        _ => None,
     }
 }
 
@@ -136,6 +166,73 @@ mod tests {
                 .is_some_and(|p| p.model == "gpt-4o-mini")
         );
         assert!(table.lookup("acme", "mystery-1", "2026-11-01").is_none());
+    }
+
+    #[test]
+    fn provider_aliases_map_to_opentelemetry_registry_names() {
+        let cases = [
+            ("google", "gcp.gemini"),
+            ("Gemini", "gcp.gemini"),
+            (" google_ai ", "gcp.gemini"),
+            ("gcp.gemini", "gcp.gemini"),
+            ("vertex", "gcp.vertex_ai"),
+            ("VertexAI", "gcp.vertex_ai"),
+            ("vertex_ai", "gcp.vertex_ai"),
+            ("gcp.gen_ai", "gcp.gen_ai"),
+            ("bedrock", "aws.bedrock"),
+            ("aws", "aws.bedrock"),
+            ("azure", "azure.ai.openai"),
+            ("azure_openai", "azure.ai.openai"),
+            ("az.ai.openai", "azure.ai.openai"),
+            ("az.ai.inference", "azure.ai.inference"),
+            ("xai", "x_ai"),
+            ("Grok", "x_ai"),
+            ("mistral", "mistral_ai"),
+            ("watsonx", "ibm.watsonx.ai"),
+            ("OpenAI", "openai"),
+            ("anthropic", "anthropic"),
+            ("cohere", "cohere"),
+            ("deepseek", "deepseek"),
+            ("groq", "groq"),
+            ("perplexity", "perplexity"),
+            ("acme", "acme"),
+        ];
+        for (alias, canonical) in cases {
+            assert_eq!(canonical_provider(alias), canonical, "{alias}");
+        }
+    }
+
+    #[test]
+    fn prices_are_keyed_by_canonical_names_and_old_names_in_configs_still_price() {
+        let old_name = Price {
+            provider: "Google".into(),
+            model: "custom-model".into(),
+            input_per_million: 1.0,
+            output_per_million: 2.0,
+            cached_input_per_million: None,
+            effective_from: "2025-01-01".into(),
+        };
+        let table = PriceTable::with_defaults(vec![old_name]).unwrap_or_default();
+        for provider in ["gcp.gemini", "google", "gemini"] {
+            assert!(
+                table
+                    .lookup(provider, "custom-model", "2026-01-01")
+                    .is_some(),
+                "{provider}"
+            );
+            assert!(
+                table
+                    .lookup(provider, "gemini-2.5-flash", "2026-11-01")
+                    .is_some_and(|p| p.provider == "gcp.gemini"),
+                "{provider}"
+            );
+        }
+        // Vertex AI bills Gemini's list prices unless it has its own.
+        assert!(
+            table
+                .lookup("gcp.vertex_ai", "gemini-2.5-flash", "2026-11-01")
+                .is_some()
+        );
     }
 
     #[test]
