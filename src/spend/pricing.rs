@@ -168,6 +168,233 @@ mod tests {
         assert!(table.lookup("acme", "mystery-1", "2026-11-01").is_none());
     }
 
+    /// The models a team on OpenAI, Anthropic and Gemini sends, with their dated releases:
+    /// (provider, model as sent, priced entry, input and output per million).
+    #[test]
+    fn the_snapshot_prices_the_common_models_and_their_dated_releases() {
+        let table = PriceTable::with_defaults(Vec::new()).unwrap_or_default();
+        let cases = [
+            ("openai", "gpt-4o-2024-08-06", "gpt-4o", 2.50, 10.0),
+            (
+                "openai",
+                "gpt-4o-mini-2024-07-18",
+                "gpt-4o-mini",
+                0.15,
+                0.60,
+            ),
+            ("openai", "gpt-4.1-2025-04-14", "gpt-4.1", 2.0, 8.0),
+            ("openai", "gpt-4.1-mini", "gpt-4.1-mini", 0.40, 1.60),
+            (
+                "openai",
+                "gpt-4.1-nano-2025-04-14",
+                "gpt-4.1-nano",
+                0.10,
+                0.40,
+            ),
+            ("openai", "o1-2024-12-17", "o1", 15.0, 60.0),
+            ("openai", "o1-mini", "o1-mini", 1.10, 4.40),
+            ("openai", "o3-2025-04-16", "o3", 2.0, 8.0),
+            ("openai", "o3-mini-2025-01-31", "o3-mini", 1.10, 4.40),
+            ("openai", "o4-mini", "o4-mini", 1.10, 4.40),
+            ("openai", "gpt-3.5-turbo-0125", "gpt-3.5-turbo", 0.50, 1.50),
+            (
+                "openai",
+                "text-embedding-3-small",
+                "text-embedding-3-small",
+                0.02,
+                0.0,
+            ),
+            (
+                "openai",
+                "text-embedding-3-large",
+                "text-embedding-3-large",
+                0.13,
+                0.0,
+            ),
+            (
+                "openai",
+                "text-embedding-ada-002",
+                "text-embedding-ada-002",
+                0.10,
+                0.0,
+            ),
+            (
+                "anthropic",
+                "claude-3-5-sonnet-20241022",
+                "claude-3-5-sonnet",
+                3.0,
+                15.0,
+            ),
+            (
+                "anthropic",
+                "claude-3-5-haiku-20241022",
+                "claude-3-5-haiku",
+                0.80,
+                4.0,
+            ),
+            (
+                "anthropic",
+                "claude-3-7-sonnet-20250219",
+                "claude-3-7-sonnet",
+                3.0,
+                15.0,
+            ),
+            (
+                "anthropic",
+                "claude-sonnet-4-20250514",
+                "claude-sonnet-4",
+                3.0,
+                15.0,
+            ),
+            (
+                "anthropic",
+                "claude-opus-4-20250514",
+                "claude-opus-4",
+                15.0,
+                75.0,
+            ),
+            (
+                "anthropic",
+                "claude-3-haiku-20240307",
+                "claude-3-haiku",
+                0.25,
+                1.25,
+            ),
+            (
+                "anthropic",
+                "claude-3-opus-20240229",
+                "claude-3-opus",
+                15.0,
+                75.0,
+            ),
+            (
+                "google",
+                "gemini-1.5-flash",
+                "gemini-1.5-flash",
+                0.075,
+                0.30,
+            ),
+            (
+                "gcp.gemini",
+                "gemini-1.5-flash-002",
+                "gemini-1.5-flash",
+                0.075,
+                0.30,
+            ),
+            (
+                "gcp.gemini",
+                "gemini-1.5-flash-8b-001",
+                "gemini-1.5-flash-8b",
+                0.0375,
+                0.15,
+            ),
+            (
+                "gcp.gemini",
+                "gemini-1.5-pro-002",
+                "gemini-1.5-pro",
+                1.25,
+                5.0,
+            ),
+            (
+                "gcp.gemini",
+                "gemini-2.0-flash-001",
+                "gemini-2.0-flash",
+                0.10,
+                0.40,
+            ),
+            (
+                "gcp.gemini",
+                "gemini-2.0-flash-lite",
+                "gemini-2.0-flash-lite",
+                0.075,
+                0.30,
+            ),
+            ("gcp.gemini", "gemini-2.5-pro", "gemini-2.5-pro", 1.25, 10.0),
+            (
+                "gcp.vertex_ai",
+                "gemini-2.5-flash",
+                "gemini-2.5-flash",
+                0.30,
+                2.50,
+            ),
+            (
+                "gcp.gemini",
+                "text-embedding-004",
+                "text-embedding-004",
+                0.0,
+                0.0,
+            ),
+            (
+                "gcp.gemini",
+                "gemini-embedding-001",
+                "gemini-embedding-001",
+                0.15,
+                0.0,
+            ),
+        ];
+        for (provider, model, entry, input, output) in cases {
+            let price = table.lookup(provider, model, "2025-11-24");
+            assert_eq!(
+                price.map(|p| (p.model.as_str(), p.input_per_million, p.output_per_million)),
+                Some((entry, input, output)),
+                "{provider}/{model}"
+            );
+        }
+    }
+
+    /// Model names the documentation and examples use, found by pattern so the check follows
+    /// the docs as they change.
+    fn models_named_in_docs() -> Vec<(String, String)> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = vec![root.join("README.md"), root.join("ARCHITECTURE.md")];
+        for dir in ["examples", "docs"] {
+            let mut stack = vec![root.join(dir)];
+            while let Some(dir) = stack.pop() {
+                for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    let path = entry.path();
+                    if path.is_dir() {
+                        stack.push(path);
+                    } else {
+                        files.push(path);
+                    }
+                }
+            }
+        }
+        let pattern =
+            regex::Regex::new(r"\b(?:gpt-[0-9][a-z0-9.-]*|claude-[0-9a-z][a-z0-9.-]*|gemini-[0-9][a-z0-9.-]*|text-embedding-[a-z0-9-]+)")
+                .unwrap_or_else(|e| panic!("{e}"));
+        let mut found = Vec::new();
+        for file in files {
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            for name in pattern.find_iter(&text) {
+                let model = name.as_str().trim_end_matches(['.', '-']).to_string();
+                found.push((file.display().to_string(), model));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_model_named_in_the_docs_and_examples_is_priced() {
+        let table = PriceTable::with_defaults(Vec::new()).unwrap_or_default();
+        let named = models_named_in_docs();
+        assert!(!named.is_empty(), "the pattern finds no model in the docs");
+        let unpriced: Vec<&(String, String)> = named
+            .iter()
+            .filter(|(_, model)| {
+                !["openai", "anthropic", "gcp.gemini"]
+                    .iter()
+                    .any(|provider| table.lookup(provider, model, "2025-11-24").is_some())
+            })
+            .collect();
+        assert!(
+            unpriced.is_empty(),
+            "not in the shipped prices: {unpriced:?}"
+        );
+    }
+
     #[test]
     fn provider_aliases_map_to_opentelemetry_registry_names() {
         let cases = [
