@@ -925,3 +925,52 @@ fn the_readme_usage_example_is_accepted_and_token_types_sum_to_the_spend_total()
         e.help.get("prismwatch_ai_tokens_total")
     );
 }
+
+/// `prismwatch spend --state-dir DIR`, the README's own example, without the daemon's
+/// configuration: the budgets the daemon enforced (total and per label) are recorded in the
+/// state and printed.
+#[test]
+fn spend_without_a_config_shows_the_budgets_the_daemon_enforces() {
+    let budgets = "budgets = [{ label = \"feature\", value = \"chat\", dollars = 5.0 }]\n";
+    let mut daemon = Daemon::start_ready(Some(&config(budgets)), &[]);
+    let response = post_usage(&daemon, &format!(r#"{{"events":[{FLASH}]}}"#));
+    assert_eq!(response.status, 200, "{}", response.body);
+    wait_for(&daemon, "the label budget", 10, |e| {
+        e.value(r#"prismwatch_ai_budget_used_ratio{budget="feature=chat"}"#)
+            .is_some()
+    });
+    daemon.signal(rustix::process::Signal::TERM);
+    assert!(
+        daemon
+            .wait_exit(std::time::Duration::from_secs(10))
+            .is_some(),
+        "the daemon did not stop"
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_prismwatch"))
+        .arg("spend")
+        .arg("--state-dir")
+        .arg(daemon.state_dir())
+        .env_remove("PRISMWATCH_CONFIG")
+        .output()
+        .expect("run prismwatch spend");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains(&format!(
+            "budget: $10.00 ({:.1}% used)",
+            FLASH_COST / 10.0 * 100.0
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "budget feature=chat: ${FLASH_COST:.2} of $5.00 ({:.1}% used)",
+            FLASH_COST / 5.0 * 100.0
+        )),
+        "{text}"
+    );
+}

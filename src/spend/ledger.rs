@@ -143,9 +143,22 @@ pub struct Ledger {
     /// Previous values of OTLP cumulative streams, so a restart does not count them again.
     #[serde(default)]
     pub otlp_streams: CumulativeState,
+    /// The budgets the daemon enforces, recorded with the ledger so `prismwatch spend` shows
+    /// them without being given the daemon's configuration.
+    #[serde(default)]
+    pub budgets: Option<Budgets>,
     /// Names in use, derived from `lifetime` (rebuilt after a load or an age-out).
     #[serde(skip)]
     seen: Option<Seen>,
+}
+
+/// Monthly budgets as the daemon's `[ai]` section sets them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Budgets {
+    pub monthly_dollars: Option<f64>,
+    pub monthly_tokens: Option<f64>,
+    #[serde(default)]
+    pub by_label: Vec<crate::config::LabelBudget>,
 }
 
 /// The names the caps count: those of the series in `lifetime`, "other" excluded.

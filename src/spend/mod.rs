@@ -23,7 +23,7 @@ use tracing::warn;
 use crate::collector::{CollectError, Collector};
 use crate::config::AiConfig;
 use crate::model::{Batch, MetricKind};
-use ledger::{LATENCY_BUCKETS, Ledger, LocalDate, UsageEvent};
+use ledger::{Budgets, LATENCY_BUCKETS, Ledger, LocalDate, UsageEvent};
 use pricing::PriceTable;
 
 /// File name of the saved ledger in the state directory.
@@ -79,6 +79,8 @@ pub struct SpendReport {
     pub unpriced_tokens: f64,
     pub budget_dollars: Option<f64>,
     pub budget_tokens: Option<f64>,
+    /// The per-label budgets with this month's spend of each.
+    pub label_budgets: Vec<LabelBudgetLine>,
     pub daily_rate_dollars: f64,
     pub forecast_dollars: f64,
     pub forecast_interval: Option<(f64, f64)>,
@@ -95,6 +97,15 @@ pub struct ForecastInputs {
     pub spent: f64,
     pub today_elapsed: f64,
     pub remaining_days: f64,
+}
+
+/// One `[[ai.budgets]]` entry and the month-to-date spend it holds.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct LabelBudgetLine {
+    pub label: String,
+    pub value: String,
+    pub budget_dollars: f64,
+    pub spent_dollars: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -134,16 +145,29 @@ impl SpendTracker {
                 Ledger::default()
             }
         };
-        SpendTracker::with_ledger(config, state_path, ledger, blocked)
+        let tracker = SpendTracker::with_ledger(config, state_path, ledger, blocked);
+        tracker.record_budgets();
+        tracker
     }
 
-    /// Reads the saved ledger without changing anything on disk (for `prismwatch spend`).
-    pub fn read(config: AiConfig, state_dir: &Path) -> Result<SpendTracker, String> {
+    /// Reads the saved ledger without changing anything on disk (for `prismwatch spend`). With
+    /// `saved_budgets` (no configuration was given), the budgets are those the daemon recorded
+    /// in the state, so the report shows what the daemon enforces.
+    pub fn read(
+        mut config: AiConfig,
+        state_dir: &Path,
+        saved_budgets: bool,
+    ) -> Result<SpendTracker, String> {
         let state_path = state_dir.join(STATE_FILE);
         let bytes = std::fs::read(&state_path)
             .map_err(|e| format!("cannot read {}: {e}", state_path.display()))?;
         let ledger = serde_json::from_slice::<Ledger>(&bytes)
             .map_err(|e| format!("{} is unreadable: {e}", state_path.display()))?;
+        if let Some(budgets) = ledger.budgets.as_ref().filter(|_| saved_budgets) {
+            config.monthly_budget_dollars = budgets.monthly_dollars;
+            config.monthly_budget_tokens = budgets.monthly_tokens;
+            config.budgets = budgets.by_label.clone();
+        }
         let blocked = Some("read-only view".to_string());
         Ok(SpendTracker::with_ledger(
             config,
@@ -176,6 +200,23 @@ impl SpendTracker {
     pub fn reconfigure(&self, config: AiConfig) {
         if let Ok(mut inner) = self.inner.lock() {
             inner.config = config;
+        }
+        self.record_budgets();
+    }
+
+    /// Puts the configured budgets in the ledger, to be saved with it on the next save, so
+    /// `prismwatch spend` shows the budgets in force without the daemon's configuration.
+    fn record_budgets(&self) {
+        if let Ok(mut inner) = self.inner.lock() {
+            let budgets = Some(Budgets {
+                monthly_dollars: inner.config.monthly_budget_dollars,
+                monthly_tokens: inner.config.monthly_budget_tokens,
+                by_label: inner.config.budgets.clone(),
+            });
+            if inner.ledger.budgets != budgets {
+                inner.ledger.budgets = budgets;
+                inner.dirty = true;
+            }
         }
     }
 
@@ -448,6 +489,17 @@ impl Inner {
             unpriced_tokens: total.unpriced_tokens,
             budget_dollars: self.config.monthly_budget_dollars,
             budget_tokens: self.config.monthly_budget_tokens,
+            label_budgets: self
+                .config
+                .budgets
+                .iter()
+                .map(|b| LabelBudgetLine {
+                    label: b.label.clone(),
+                    value: b.value.clone(),
+                    budget_dollars: b.dollars,
+                    spent_dollars: self.ledger.month_cost_where(&b.label, &b.value),
+                })
+                .collect(),
             daily_rate_dollars: forecast.daily_rate,
             forecast_dollars: forecast.month_end,
             forecast_interval: forecast.interval,
@@ -846,7 +898,8 @@ mod tests {
             .map_err(|e| IngestError::NotDurable(e.to_string()))?;
         for loaded in [
             tracker(dir.path()),
-            SpendTracker::read(tracker_config(), dir.path()).map_err(IngestError::NotDurable)?,
+            SpendTracker::read(tracker_config(), dir.path(), false)
+                .map_err(IngestError::NotDurable)?,
         ] {
             let report = loaded
                 .report(now)
