@@ -870,6 +870,26 @@ mod tests {
         Ok(())
     }
 
+    /// Older SDKs send `gen_ai.system` with values such as `az.ai.openai`; OTLP usage lands
+    /// under the registry name, priced at OpenAI's list price as Azure OpenAI has none of its own.
+    #[test]
+    fn otlp_gen_ai_system_values_are_recorded_under_the_registry_name() -> Result<(), IngestError> {
+        let dir = tempfile::tempdir().map_err(|e| IngestError::NotDurable(e.to_string()))?;
+        let tracker = tracker(dir.path());
+        let now = ms("2026-11-20T10:00:00Z");
+        let body = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"gen_ai.client.token.usage","histogram":{"aggregationTemporality":1,
+            "dataPoints":[{"count":"1","sum":1000000,"attributes":[{"key":"gen_ai.token.type","value":{"stringValue":"input"}},
+            {"key":"gen_ai.system","value":{"stringValue":"az.ai.openai"}},{"key":"gen_ai.request.model","value":{"stringValue":"gpt-4o-2024-08-06"}}]}]}}]}]}]}"#;
+        let request = otlp::decode(body.as_bytes(), true).map_err(IngestError::Invalid)?;
+        let summary = tracker.ingest_otlp(&request, now)?;
+        assert_eq!(summary.unpriced, 0);
+        let lines = tracker.report(now).map(|r| r.by_model).unwrap_or_default();
+        let providers: Vec<&str> = lines.iter().map(|l| l.provider.as_str()).collect();
+        assert_eq!(providers, ["azure.ai.openai"]);
+        assert!((lines[0].cost_dollars - 2.50).abs() < 1e-9, "{lines:?}");
+        Ok(())
+    }
+
     #[test]
     fn a_ledger_saved_with_old_provider_names_folds_into_the_canonical_name_on_load()
     -> Result<(), IngestError> {
