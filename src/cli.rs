@@ -748,13 +748,16 @@ fn spend(
         );
         return ExitCode::FAILURE;
     }
-    let tracker = match crate::spend::SpendTracker::read(config.ai, &config.state_dir) {
-        Ok(tracker) => tracker,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    // Without --config the budgets are those the daemon recorded in the state directory.
+    let saved_budgets = config_path.is_none();
+    let tracker =
+        match crate::spend::SpendTracker::read(config.ai, &config.state_dir, saved_budgets) {
+            Ok(tracker) => tracker,
+            Err(error) => {
+                eprintln!("{error}");
+                return ExitCode::FAILURE;
+            }
+        };
     let Some(report) = tracker.report(now_ms) else {
         return ExitCode::FAILURE;
     };

@@ -54,7 +54,7 @@ fn json_usage_is_priced_counted_and_held_against_the_budget() {
         (response.status, response.body.as_str()),
         (200, r#"{"accepted":2,"unpriced":1}"#)
     );
-    let labels = r#"feature="chat",model="gemini-2.5-flash",provider="google""#;
+    let labels = r#"feature="chat",model="gemini-2.5-flash",provider="gcp.gemini""#;
     let e = wait_for(&daemon, "the spend series", 10, |e| {
         e.value(&format!("prismwatch_ai_cost_dollars_total{{{labels}}}"))
             .is_some()
@@ -104,8 +104,8 @@ fn json_usage_is_priced_counted_and_held_against_the_budget() {
         FLASH_COST
     ));
     assert_eq!(e.value("prismwatch_ai_response_cache_hit_ratio"), Some(1.0));
-    assert_eq!(e.value(r#"prismwatch_ai_request_duration_seconds_bucket{le="1",model="gemini-2.5-flash",provider="google"}"#), Some(1.0));
-    assert_eq!(e.value(r#"prismwatch_ai_request_duration_seconds_bucket{le="0.5",model="gemini-2.5-flash",provider="google"}"#), Some(0.0));
+    assert_eq!(e.value(r#"prismwatch_ai_request_duration_seconds_bucket{le="1",model="gemini-2.5-flash",provider="gcp.gemini"}"#), Some(1.0));
+    assert_eq!(e.value(r#"prismwatch_ai_request_duration_seconds_bucket{le="0.5",model="gemini-2.5-flash",provider="gcp.gemini"}"#), Some(0.0));
     assert!(
         e.value(r#"prismwatch_ai_forecast_month_end_dollars{bound="estimate"}"#)
             .is_some_and(|v| v >= FLASH_COST)
@@ -240,7 +240,7 @@ fn hostile_input_is_refused_or_folded_and_nothing_else_is_lost() {
     });
     let features: Vec<String> = e.keys_of("prismwatch_ai_requests_total");
     assert_eq!(features.len(), 4, "{features:?}");
-    assert_eq!(e.value(r#"prismwatch_ai_requests_total{feature="other",model="gemini-2.5-flash",provider="google"}"#), Some(7.0));
+    assert_eq!(e.value(r#"prismwatch_ai_requests_total{feature="other",model="gemini-2.5-flash",provider="gcp.gemini"}"#), Some(7.0));
     // Every accepted token is still there.
     let input: f64 = e
         .keys_of("prismwatch_ai_tokens_total")
@@ -296,7 +296,7 @@ fn a_restart_keeps_the_month_and_a_new_month_starts_from_zero() {
     let e = wait_for(&daemon, "the new month", 10, |e| {
         e.value("prismwatch_ai_month_to_date_dollars") == Some(0.0)
     });
-    let labels = r#"feature="chat",model="gemini-2.5-flash",provider="google""#;
+    let labels = r#"feature="chat",model="gemini-2.5-flash",provider="gcp.gemini""#;
     assert!(close(
         e.value(&format!("prismwatch_ai_cost_dollars_total{{{labels}}}")),
         FLASH_COST
@@ -923,5 +923,54 @@ fn the_readme_usage_example_is_accepted_and_token_types_sum_to_the_spend_total()
             .is_some_and(|h| h.contains("sum")),
         "{:?}",
         e.help.get("prismwatch_ai_tokens_total")
+    );
+}
+
+/// `prismwatch spend --state-dir DIR`, the README's own example, without the daemon's
+/// configuration: the budgets the daemon enforced (total and per label) are recorded in the
+/// state and printed.
+#[test]
+fn spend_without_a_config_shows_the_budgets_the_daemon_enforces() {
+    let budgets = "budgets = [{ label = \"feature\", value = \"chat\", dollars = 5.0 }]\n";
+    let mut daemon = Daemon::start_ready(Some(&config(budgets)), &[]);
+    let response = post_usage(&daemon, &format!(r#"{{"events":[{FLASH}]}}"#));
+    assert_eq!(response.status, 200, "{}", response.body);
+    wait_for(&daemon, "the label budget", 10, |e| {
+        e.value(r#"prismwatch_ai_budget_used_ratio{budget="feature=chat"}"#)
+            .is_some()
+    });
+    daemon.signal(rustix::process::Signal::TERM);
+    assert!(
+        daemon
+            .wait_exit(std::time::Duration::from_secs(10))
+            .is_some(),
+        "the daemon did not stop"
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_prismwatch"))
+        .arg("spend")
+        .arg("--state-dir")
+        .arg(daemon.state_dir())
+        .env_remove("PRISMWATCH_CONFIG")
+        .output()
+        .expect("run prismwatch spend");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains(&format!(
+            "budget: $10.00 ({:.1}% used)",
+            FLASH_COST / 10.0 * 100.0
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "budget feature=chat: ${FLASH_COST:.2} of $5.00 ({:.1}% used)",
+            FLASH_COST / 5.0 * 100.0
+        )),
+        "{text}"
     );
 }

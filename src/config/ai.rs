@@ -71,7 +71,7 @@ pub struct AiSqlSource {
     pub schedule: super::CollectorSchedule,
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LabelBudget {
     pub label: String,

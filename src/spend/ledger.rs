@@ -100,6 +100,17 @@ impl Totals {
     pub fn tokens(&self) -> f64 {
         self.input_tokens + self.output_tokens
     }
+
+    /// Adds another series' totals into this one (two saved names of one series).
+    fn merge(&mut self, other: &Totals) {
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cached_tokens += other.cached_tokens;
+        self.cost_dollars += other.cost_dollars;
+        self.requests += other.requests;
+        self.unpriced_tokens += other.unpriced_tokens;
+        self.last_seen_ms = self.last_seen_ms.max(other.last_seen_ms);
+    }
 }
 
 /// Spend of one day of the month.
@@ -132,9 +143,22 @@ pub struct Ledger {
     /// Previous values of OTLP cumulative streams, so a restart does not count them again.
     #[serde(default)]
     pub otlp_streams: CumulativeState,
+    /// The budgets the daemon enforces, recorded with the ledger so `prismwatch spend` shows
+    /// them without being given the daemon's configuration.
+    #[serde(default)]
+    pub budgets: Option<Budgets>,
     /// Names in use, derived from `lifetime` (rebuilt after a load or an age-out).
     #[serde(skip)]
     seen: Option<Seen>,
+}
+
+/// Monthly budgets as the daemon's `[ai]` section sets them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Budgets {
+    pub monthly_dollars: Option<f64>,
+    pub monthly_tokens: Option<f64>,
+    #[serde(default)]
+    pub by_label: Vec<crate::config::LabelBudget>,
 }
 
 /// The names the caps count: those of the series in `lifetime`, "other" excluded.
@@ -299,6 +323,41 @@ impl Ledger {
                 .retain(|(pair, _)| pairs.contains(&(pair.0.as_str(), pair.1.as_str())));
         }
         removed
+    }
+
+    /// Renames every provider through `canonical` and merges the series (and latency) that
+    /// end up with one name, leaving the lists sorted: a ledger saved before provider names
+    /// were canonical carries on under the names ingest now records.
+    pub fn canonicalize_providers(&mut self, canonical: impl Fn(&str) -> String) {
+        for list in [&mut self.lifetime, &mut self.month_to_date] {
+            let mut merged: Vec<(SpendKey, Totals)> = Vec::with_capacity(list.len());
+            for (mut key, totals) in list.drain(..) {
+                if key.provider != OTHER {
+                    key.provider = canonical(&key.provider);
+                }
+                match merged.binary_search_by(|(k, _)| k.cmp(&key)) {
+                    Ok(index) => merged[index].1.merge(&totals),
+                    Err(index) => merged.insert(index, (key, totals)),
+                }
+            }
+            *list = merged;
+        }
+        let mut latency: Vec<((String, String), LatencyHistogram)> = Vec::new();
+        for ((provider, model), (buckets, sum, count)) in self.latency.drain(..) {
+            let pair = (canonical(&provider), model);
+            match latency.iter_mut().find(|(k, _)| *k == pair) {
+                Some((_, (into, into_sum, into_count))) => {
+                    for (a, b) in into.iter_mut().zip(&buckets) {
+                        *a += b;
+                    }
+                    *into_sum += sum;
+                    *into_count += count;
+                }
+                None => latency.push((pair, (buckets, sum, count))),
+            }
+        }
+        self.latency = latency;
+        self.seen = None;
     }
 
     fn rebuild_seen(&mut self) {

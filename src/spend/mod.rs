@@ -23,7 +23,7 @@ use tracing::warn;
 use crate::collector::{CollectError, Collector};
 use crate::config::AiConfig;
 use crate::model::{Batch, MetricKind};
-use ledger::{LATENCY_BUCKETS, Ledger, LocalDate, UsageEvent};
+use ledger::{Budgets, LATENCY_BUCKETS, Ledger, LocalDate, UsageEvent};
 use pricing::PriceTable;
 
 /// File name of the saved ledger in the state directory.
@@ -79,6 +79,8 @@ pub struct SpendReport {
     pub unpriced_tokens: f64,
     pub budget_dollars: Option<f64>,
     pub budget_tokens: Option<f64>,
+    /// The per-label budgets with this month's spend of each.
+    pub label_budgets: Vec<LabelBudgetLine>,
     pub daily_rate_dollars: f64,
     pub forecast_dollars: f64,
     pub forecast_interval: Option<(f64, f64)>,
@@ -95,6 +97,15 @@ pub struct ForecastInputs {
     pub spent: f64,
     pub today_elapsed: f64,
     pub remaining_days: f64,
+}
+
+/// One `[[ai.budgets]]` entry and the month-to-date spend it holds.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct LabelBudgetLine {
+    pub label: String,
+    pub value: String,
+    pub budget_dollars: f64,
+    pub spent_dollars: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -134,16 +145,29 @@ impl SpendTracker {
                 Ledger::default()
             }
         };
-        SpendTracker::with_ledger(config, state_path, ledger, blocked)
+        let tracker = SpendTracker::with_ledger(config, state_path, ledger, blocked);
+        tracker.record_budgets();
+        tracker
     }
 
-    /// Reads the saved ledger without changing anything on disk (for `prismwatch spend`).
-    pub fn read(config: AiConfig, state_dir: &Path) -> Result<SpendTracker, String> {
+    /// Reads the saved ledger without changing anything on disk (for `prismwatch spend`). With
+    /// `saved_budgets` (no configuration was given), the budgets are those the daemon recorded
+    /// in the state, so the report shows what the daemon enforces.
+    pub fn read(
+        mut config: AiConfig,
+        state_dir: &Path,
+        saved_budgets: bool,
+    ) -> Result<SpendTracker, String> {
         let state_path = state_dir.join(STATE_FILE);
         let bytes = std::fs::read(&state_path)
             .map_err(|e| format!("cannot read {}: {e}", state_path.display()))?;
         let ledger = serde_json::from_slice::<Ledger>(&bytes)
             .map_err(|e| format!("{} is unreadable: {e}", state_path.display()))?;
+        if let Some(budgets) = ledger.budgets.as_ref().filter(|_| saved_budgets) {
+            config.monthly_budget_dollars = budgets.monthly_dollars;
+            config.monthly_budget_tokens = budgets.monthly_tokens;
+            config.budgets = budgets.by_label.clone();
+        }
         let blocked = Some("read-only view".to_string());
         Ok(SpendTracker::with_ledger(
             config,
@@ -176,6 +200,23 @@ impl SpendTracker {
     pub fn reconfigure(&self, config: AiConfig) {
         if let Ok(mut inner) = self.inner.lock() {
             inner.config = config;
+        }
+        self.record_budgets();
+    }
+
+    /// Puts the configured budgets in the ledger, to be saved with it on the next save, so
+    /// `prismwatch spend` shows the budgets in force without the daemon's configuration.
+    fn record_budgets(&self) {
+        if let Ok(mut inner) = self.inner.lock() {
+            let budgets = Some(Budgets {
+                monthly_dollars: inner.config.monthly_budget_dollars,
+                monthly_tokens: inner.config.monthly_budget_tokens,
+                by_label: inner.config.budgets.clone(),
+            });
+            if inner.ledger.budgets != budgets {
+                inner.ledger.budgets = budgets;
+                inner.dirty = true;
+            }
         }
     }
 
@@ -325,10 +366,10 @@ impl SpendTracker {
     }
 }
 
-/// Lookups binary-search these lists; a hand-edited file may be unsorted.
+/// Lookups binary-search these lists; a hand-edited file may be unsorted. Providers saved
+/// under an old name (`google`) fold into their canonical one (`gcp.gemini`), which sorts too.
 fn sorted(mut ledger: Ledger) -> Ledger {
-    ledger.lifetime.sort_by(|a, b| a.0.cmp(&b.0));
-    ledger.month_to_date.sort_by(|a, b| a.0.cmp(&b.0));
+    ledger.canonicalize_providers(pricing::canonical_provider);
     ledger
 }
 
@@ -348,7 +389,9 @@ impl Inner {
     /// the endpoints allow) counts as of now, so only the clock moves the month.
     fn record(&mut self, events: Vec<(UsageEvent, i64)>, now_ms: i64) -> IngestSummary {
         let mut summary = IngestSummary::default();
-        for (event, ms) in events {
+        for (mut event, ms) in events {
+            // Every ingest path passes here, so one vendor has one name whatever the client sent.
+            event.provider = pricing::canonical_provider(&event.provider);
             let ms = ms.min(now_ms);
             let date = self.local_date(ms);
             let day = format!("{:04}-{:02}-{:02}", date.year, date.month, date.day);
@@ -446,6 +489,17 @@ impl Inner {
             unpriced_tokens: total.unpriced_tokens,
             budget_dollars: self.config.monthly_budget_dollars,
             budget_tokens: self.config.monthly_budget_tokens,
+            label_budgets: self
+                .config
+                .budgets
+                .iter()
+                .map(|b| LabelBudgetLine {
+                    label: b.label.clone(),
+                    value: b.value.clone(),
+                    budget_dollars: b.dollars,
+                    spent_dollars: self.ledger.month_cost_where(&b.label, &b.value),
+                })
+                .collect(),
             daily_rate_dollars: forecast.daily_rate,
             forecast_dollars: forecast.month_end,
             forecast_interval: forecast.interval,
@@ -741,15 +795,18 @@ impl Collector for SpendCollector {
 mod tests {
     use super::*;
 
-    fn tracker(dir: &Path) -> SpendTracker {
-        let config = crate::config::parse(
+    fn tracker_config() -> AiConfig {
+        crate::config::parse(
             "test",
             "[ai]\ntime_zone = \"UTC\"\n",
             &crate::config::Overrides::default(),
         )
         .map(|c| c.ai)
-        .unwrap_or_else(|e| panic!("{e}"));
-        SpendTracker::open(config, dir)
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn tracker(dir: &Path) -> SpendTracker {
+        SpendTracker::open(tracker_config(), dir)
     }
 
     fn event(input: f64) -> UsageEvent {
@@ -787,6 +844,95 @@ mod tests {
             .report(ms("2026-12-01T00:00:01Z"))
             .map(|r| (r.month, r.tokens));
         assert_eq!(december, Some(("2026-12".to_string(), 0.0)));
+        Ok(())
+    }
+
+    #[test]
+    fn a_provider_alias_is_recorded_and_priced_under_its_canonical_name() -> Result<(), IngestError>
+    {
+        let dir = tempfile::tempdir().map_err(|e| IngestError::NotDurable(e.to_string()))?;
+        let tracker = tracker(dir.path());
+        let now = ms("2026-11-20T10:00:00Z");
+        let gemini = |provider: &str| UsageEvent {
+            provider: provider.into(),
+            model: "gemini-2.5-flash".into(),
+            ..event(1_000_000.0)
+        };
+        let summary = tracker.ingest(
+            vec![(gemini("google"), now), (gemini(" GCP.Gemini "), now)],
+            now,
+        )?;
+        assert_eq!(summary.unpriced, 0);
+        let lines = tracker.report(now).map(|r| r.by_model).unwrap_or_default();
+        let providers: Vec<&str> = lines.iter().map(|l| l.provider.as_str()).collect();
+        assert_eq!(providers, ["gcp.gemini"]);
+        assert!((lines[0].cost_dollars - 0.60).abs() < 1e-9, "{lines:?}");
+        Ok(())
+    }
+
+    /// Older SDKs send `gen_ai.system` with values such as `az.ai.openai`; OTLP usage lands
+    /// under the registry name, priced at OpenAI's list price as Azure OpenAI has none of its own.
+    #[test]
+    fn otlp_gen_ai_system_values_are_recorded_under_the_registry_name() -> Result<(), IngestError> {
+        let dir = tempfile::tempdir().map_err(|e| IngestError::NotDurable(e.to_string()))?;
+        let tracker = tracker(dir.path());
+        let now = ms("2026-11-20T10:00:00Z");
+        let body = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"gen_ai.client.token.usage","histogram":{"aggregationTemporality":1,
+            "dataPoints":[{"count":"1","sum":1000000,"attributes":[{"key":"gen_ai.token.type","value":{"stringValue":"input"}},
+            {"key":"gen_ai.system","value":{"stringValue":"az.ai.openai"}},{"key":"gen_ai.request.model","value":{"stringValue":"gpt-4o-2024-08-06"}}]}]}}]}]}]}"#;
+        let request = otlp::decode(body.as_bytes(), true).map_err(IngestError::Invalid)?;
+        let summary = tracker.ingest_otlp(&request, now)?;
+        assert_eq!(summary.unpriced, 0);
+        let lines = tracker.report(now).map(|r| r.by_model).unwrap_or_default();
+        let providers: Vec<&str> = lines.iter().map(|l| l.provider.as_str()).collect();
+        assert_eq!(providers, ["azure.ai.openai"]);
+        assert!((lines[0].cost_dollars - 2.50).abs() < 1e-9, "{lines:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_ledger_saved_with_old_provider_names_folds_into_the_canonical_name_on_load()
+    -> Result<(), IngestError> {
+        let dir = tempfile::tempdir().map_err(|e| IngestError::NotDurable(e.to_string()))?;
+        let now = ms("2026-11-20T10:00:00Z");
+        let old = |provider: &str| UsageEvent {
+            provider: provider.into(),
+            ..event(100.0)
+        };
+        let mut ledger = Ledger::default();
+        let date = LocalDate {
+            year: 2026,
+            month: 11,
+            day: 20,
+        };
+        ledger.roll_to(date);
+        let caps = tracker(dir.path())
+            .with_config(|c| c.caps)
+            .ok_or_else(|| IngestError::NotDurable("no config".into()))?;
+        for provider in ["google", "gcp.gemini", "gemini"] {
+            ledger.record(old(provider), now, date, Some(1.0), caps);
+        }
+        let bytes =
+            serde_json::to_vec(&ledger).map_err(|e| IngestError::NotDurable(e.to_string()))?;
+        std::fs::write(dir.path().join(STATE_FILE), bytes)
+            .map_err(|e| IngestError::NotDurable(e.to_string()))?;
+        for loaded in [
+            tracker(dir.path()),
+            SpendTracker::read(tracker_config(), dir.path(), false)
+                .map_err(IngestError::NotDurable)?,
+        ] {
+            let report = loaded
+                .report(now)
+                .ok_or_else(|| IngestError::NotDurable("no report".into()))?;
+            let providers: Vec<&str> = report
+                .by_model
+                .iter()
+                .map(|l| l.provider.as_str())
+                .collect();
+            assert_eq!(providers, ["gcp.gemini"]);
+            assert_eq!(report.by_model[0].input_tokens, 300.0);
+            assert_eq!(report.cost_dollars, 3.0);
+        }
         Ok(())
     }
 

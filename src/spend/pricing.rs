@@ -44,12 +44,17 @@ pub struct Tokens {
 }
 
 impl PriceTable {
-    /// The shipped defaults followed by `overrides` (later entries win on the same key and date).
+    /// The shipped defaults followed by `overrides` (later entries win on the same key and date);
+    /// providers are stored under their canonical name.
     pub fn with_defaults(overrides: Vec<Price>) -> Result<PriceTable, String> {
         let file: PriceFile =
             toml::from_str(DEFAULT_PRICES).map_err(|e| format!("shipped price table: {e}"))?;
         let mut prices = file.prices;
         prices.extend(overrides);
+        // Older configs name providers by alias (`google`); they price the canonical name.
+        for price in &mut prices {
+            price.provider = canonical_provider(&price.provider);
+        }
         Ok(PriceTable {
             prices,
             snapshot_date: file.snapshot_date,
@@ -62,9 +67,16 @@ impl PriceTable {
     pub fn lookup(&self, provider: &str, model: &str, date: &str) -> Option<&Price> {
         let provider = canonical_provider(provider);
         let model = model.to_ascii_lowercase();
+        self.lookup_exact(&provider, &model, date).or_else(|| {
+            price_fallback(&provider).and_then(|other| self.lookup_exact(other, &model, date))
+        })
+    }
+
+    /// The price of a canonical provider's model (lowercased), without fallback.
+    fn lookup_exact(&self, provider: &str, model: &str, date: &str) -> Option<&Price> {
         self.prices
             .iter()
-            .filter(|p| p.provider.eq_ignore_ascii_case(&provider))
+            .filter(|p| p.provider == provider)
             .filter(|p| {
                 let priced = p.model.to_ascii_lowercase();
                 model == priced
@@ -99,16 +111,34 @@ impl PriceTable {
     }
 }
 
-/// The price table's provider name for OpenTelemetry's `gen_ai.provider.name` values and
-/// common spellings (`gcp.gemini` and `gcp.vertex_ai` are Google's list prices).
-fn canonical_provider(provider: &str) -> String {
-    let lower = provider.to_ascii_lowercase();
-    match lower.as_str() {
-        "gcp.gemini" | "gcp.vertex_ai" | "gcp.gen_ai" | "vertex_ai" | "gemini" => {
-            "google".to_string()
-        }
-        "azure.ai.openai" => "openai".to_string(),
-        _ => lower,
+/// OpenTelemetry's `gen_ai.provider.name` for a provider name as clients send it: every ingest
+/// path and the price table use this one name per vendor, so one vendor is never two providers
+/// (`google` from JSON beside `gcp.gemini` from OTLP). Known aliases and older SDKs'
+/// `gen_ai.system` values map to the registry value; other names are kept, lowercased and
+/// trimmed.
+pub fn canonical_provider(provider: &str) -> String {
+    let lower = provider.trim().to_ascii_lowercase();
+    let canonical = match lower.as_str() {
+        "google" | "gemini" | "google_ai" | "google.gemini" => "gcp.gemini",
+        "vertex" | "vertexai" | "vertex_ai" | "google.vertex_ai" => "gcp.vertex_ai",
+        "bedrock" | "aws" | "aws_bedrock" => "aws.bedrock",
+        "azure" | "azure_openai" | "az.ai.openai" => "azure.ai.openai",
+        "az.ai.inference" | "azure_ai_inference" => "azure.ai.inference",
+        "xai" | "grok" => "x_ai",
+        "mistral" | "mistralai" => "mistral_ai",
+        "watsonx" | "ibm" | "ibm_watsonx" => "ibm.watsonx.ai",
+        _ => return lower,
+    };
+    canonical.to_string()
+}
+
+/// The provider whose list prices apply when a provider has none of its own: Vertex AI and
+/// the Gen AI SDK bill Google's Gemini list prices, Azure OpenAI OpenAI's.
+fn price_fallback(provider: &str) -> Option<&'static str> {
+    match provider {
+        "gcp.vertex_ai" | "gcp.gen_ai" => Some("gcp.gemini"),
+        "azure.ai.openai" => Some("openai"),
+        _ => None,
     }
 }
 
@@ -136,6 +166,300 @@ mod tests {
                 .is_some_and(|p| p.model == "gpt-4o-mini")
         );
         assert!(table.lookup("acme", "mystery-1", "2026-11-01").is_none());
+    }
+
+    /// The models a team on OpenAI, Anthropic and Gemini sends, with their dated releases:
+    /// (provider, model as sent, priced entry, input and output per million).
+    #[test]
+    fn the_snapshot_prices_the_common_models_and_their_dated_releases() {
+        let table = PriceTable::with_defaults(Vec::new()).unwrap_or_default();
+        let cases = [
+            ("openai", "gpt-4o-2024-08-06", "gpt-4o", 2.50, 10.0),
+            (
+                "openai",
+                "gpt-4o-mini-2024-07-18",
+                "gpt-4o-mini",
+                0.15,
+                0.60,
+            ),
+            ("openai", "gpt-4.1-2025-04-14", "gpt-4.1", 2.0, 8.0),
+            ("openai", "gpt-4.1-mini", "gpt-4.1-mini", 0.40, 1.60),
+            (
+                "openai",
+                "gpt-4.1-nano-2025-04-14",
+                "gpt-4.1-nano",
+                0.10,
+                0.40,
+            ),
+            ("openai", "o1-2024-12-17", "o1", 15.0, 60.0),
+            ("openai", "o1-mini", "o1-mini", 1.10, 4.40),
+            ("openai", "o3-2025-04-16", "o3", 2.0, 8.0),
+            ("openai", "o3-mini-2025-01-31", "o3-mini", 1.10, 4.40),
+            ("openai", "o4-mini", "o4-mini", 1.10, 4.40),
+            ("openai", "gpt-3.5-turbo-0125", "gpt-3.5-turbo", 0.50, 1.50),
+            (
+                "openai",
+                "text-embedding-3-small",
+                "text-embedding-3-small",
+                0.02,
+                0.0,
+            ),
+            (
+                "openai",
+                "text-embedding-3-large",
+                "text-embedding-3-large",
+                0.13,
+                0.0,
+            ),
+            (
+                "openai",
+                "text-embedding-ada-002",
+                "text-embedding-ada-002",
+                0.10,
+                0.0,
+            ),
+            (
+                "anthropic",
+                "claude-3-5-sonnet-20241022",
+                "claude-3-5-sonnet",
+                3.0,
+                15.0,
+            ),
+            (
+                "anthropic",
+                "claude-3-5-haiku-20241022",
+                "claude-3-5-haiku",
+                0.80,
+                4.0,
+            ),
+            (
+                "anthropic",
+                "claude-3-7-sonnet-20250219",
+                "claude-3-7-sonnet",
+                3.0,
+                15.0,
+            ),
+            (
+                "anthropic",
+                "claude-sonnet-4-20250514",
+                "claude-sonnet-4",
+                3.0,
+                15.0,
+            ),
+            (
+                "anthropic",
+                "claude-opus-4-20250514",
+                "claude-opus-4",
+                15.0,
+                75.0,
+            ),
+            (
+                "anthropic",
+                "claude-3-haiku-20240307",
+                "claude-3-haiku",
+                0.25,
+                1.25,
+            ),
+            (
+                "anthropic",
+                "claude-3-opus-20240229",
+                "claude-3-opus",
+                15.0,
+                75.0,
+            ),
+            (
+                "google",
+                "gemini-1.5-flash",
+                "gemini-1.5-flash",
+                0.075,
+                0.30,
+            ),
+            (
+                "gcp.gemini",
+                "gemini-1.5-flash-002",
+                "gemini-1.5-flash",
+                0.075,
+                0.30,
+            ),
+            (
+                "gcp.gemini",
+                "gemini-1.5-flash-8b-001",
+                "gemini-1.5-flash-8b",
+                0.0375,
+                0.15,
+            ),
+            (
+                "gcp.gemini",
+                "gemini-1.5-pro-002",
+                "gemini-1.5-pro",
+                1.25,
+                5.0,
+            ),
+            (
+                "gcp.gemini",
+                "gemini-2.0-flash-001",
+                "gemini-2.0-flash",
+                0.10,
+                0.40,
+            ),
+            (
+                "gcp.gemini",
+                "gemini-2.0-flash-lite",
+                "gemini-2.0-flash-lite",
+                0.075,
+                0.30,
+            ),
+            ("gcp.gemini", "gemini-2.5-pro", "gemini-2.5-pro", 1.25, 10.0),
+            (
+                "gcp.vertex_ai",
+                "gemini-2.5-flash",
+                "gemini-2.5-flash",
+                0.30,
+                2.50,
+            ),
+            (
+                "gcp.gemini",
+                "text-embedding-004",
+                "text-embedding-004",
+                0.0,
+                0.0,
+            ),
+            (
+                "gcp.gemini",
+                "gemini-embedding-001",
+                "gemini-embedding-001",
+                0.15,
+                0.0,
+            ),
+        ];
+        for (provider, model, entry, input, output) in cases {
+            let price = table.lookup(provider, model, "2025-11-24");
+            assert_eq!(
+                price.map(|p| (p.model.as_str(), p.input_per_million, p.output_per_million)),
+                Some((entry, input, output)),
+                "{provider}/{model}"
+            );
+        }
+    }
+
+    /// Model names the documentation and examples use, found by pattern so the check follows
+    /// the docs as they change.
+    fn models_named_in_docs() -> Vec<(String, String)> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = vec![root.join("README.md"), root.join("ARCHITECTURE.md")];
+        for dir in ["examples", "docs"] {
+            let mut stack = vec![root.join(dir)];
+            while let Some(dir) = stack.pop() {
+                for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    let path = entry.path();
+                    if path.is_dir() {
+                        stack.push(path);
+                    } else {
+                        files.push(path);
+                    }
+                }
+            }
+        }
+        let pattern =
+            regex::Regex::new(r"\b(?:gpt-[0-9][a-z0-9.-]*|claude-[0-9a-z][a-z0-9.-]*|gemini-[0-9][a-z0-9.-]*|text-embedding-[a-z0-9-]+)")
+                .unwrap_or_else(|e| panic!("{e}"));
+        let mut found = Vec::new();
+        for file in files {
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            for name in pattern.find_iter(&text) {
+                let model = name.as_str().trim_end_matches(['.', '-']).to_string();
+                found.push((file.display().to_string(), model));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_model_named_in_the_docs_and_examples_is_priced() {
+        let table = PriceTable::with_defaults(Vec::new()).unwrap_or_default();
+        let named = models_named_in_docs();
+        assert!(!named.is_empty(), "the pattern finds no model in the docs");
+        let unpriced: Vec<&(String, String)> = named
+            .iter()
+            .filter(|(_, model)| {
+                !["openai", "anthropic", "gcp.gemini"]
+                    .iter()
+                    .any(|provider| table.lookup(provider, model, "2025-11-24").is_some())
+            })
+            .collect();
+        assert!(
+            unpriced.is_empty(),
+            "not in the shipped prices: {unpriced:?}"
+        );
+    }
+
+    #[test]
+    fn provider_aliases_map_to_opentelemetry_registry_names() {
+        let cases = [
+            ("google", "gcp.gemini"),
+            ("Gemini", "gcp.gemini"),
+            (" google_ai ", "gcp.gemini"),
+            ("gcp.gemini", "gcp.gemini"),
+            ("vertex", "gcp.vertex_ai"),
+            ("VertexAI", "gcp.vertex_ai"),
+            ("vertex_ai", "gcp.vertex_ai"),
+            ("gcp.gen_ai", "gcp.gen_ai"),
+            ("bedrock", "aws.bedrock"),
+            ("aws", "aws.bedrock"),
+            ("azure", "azure.ai.openai"),
+            ("azure_openai", "azure.ai.openai"),
+            ("az.ai.openai", "azure.ai.openai"),
+            ("az.ai.inference", "azure.ai.inference"),
+            ("xai", "x_ai"),
+            ("Grok", "x_ai"),
+            ("mistral", "mistral_ai"),
+            ("watsonx", "ibm.watsonx.ai"),
+            ("OpenAI", "openai"),
+            ("anthropic", "anthropic"),
+            ("cohere", "cohere"),
+            ("deepseek", "deepseek"),
+            ("groq", "groq"),
+            ("perplexity", "perplexity"),
+            ("acme", "acme"),
+        ];
+        for (alias, canonical) in cases {
+            assert_eq!(canonical_provider(alias), canonical, "{alias}");
+        }
+    }
+
+    #[test]
+    fn prices_are_keyed_by_canonical_names_and_old_names_in_configs_still_price() {
+        let old_name = Price {
+            provider: "Google".into(),
+            model: "custom-model".into(),
+            input_per_million: 1.0,
+            output_per_million: 2.0,
+            cached_input_per_million: None,
+            effective_from: "2025-01-01".into(),
+        };
+        let table = PriceTable::with_defaults(vec![old_name]).unwrap_or_default();
+        for provider in ["gcp.gemini", "google", "gemini"] {
+            assert!(
+                table
+                    .lookup(provider, "custom-model", "2026-01-01")
+                    .is_some(),
+                "{provider}"
+            );
+            assert!(
+                table
+                    .lookup(provider, "gemini-2.5-flash", "2026-11-01")
+                    .is_some_and(|p| p.provider == "gcp.gemini"),
+                "{provider}"
+            );
+        }
+        // Vertex AI bills Gemini's list prices unless it has its own.
+        assert!(
+            table
+                .lookup("gcp.vertex_ai", "gemini-2.5-flash", "2026-11-01")
+                .is_some()
+        );
     }
 
     #[test]

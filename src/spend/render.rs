@@ -66,6 +66,28 @@ pub fn render_text(report: &SpendReport) -> String {
             report.cost_dollars / budget * 100.0
         );
     }
+    if let Some(budget) = report.budget_tokens.filter(|b| *b > 0.0) {
+        let _ = writeln!(
+            out,
+            "token budget: {budget:.0} ({:.1}% used)",
+            report.tokens / budget * 100.0
+        );
+    }
+    for line in &report.label_budgets {
+        let used = if line.budget_dollars > 0.0 {
+            format!(
+                " ({:.1}% used)",
+                line.spent_dollars / line.budget_dollars * 100.0
+            )
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "budget {}={}: ${:.2} of ${:.2}{used}",
+            line.label, line.value, line.spent_dollars, line.budget_dollars
+        );
+    }
     let _ = write!(
         out,
         "burn rate: ${:.2}/day; month-end forecast: ${:.2}",
