@@ -101,6 +101,7 @@ pub async fn run(
         &config, &history, &readiness, &status, &spend, &tracker, &shutdown,
     );
     spawn_maintenance(&history, &tracker, &shutdown);
+    crate::self_metrics::spawn(telemetry.clone(), &history, &tracker, &shutdown);
     spawn_upkeep(telemetry, &tracker, &shutdown);
     spawn_watchdog(&history, &tracker, &shutdown);
     record_reload(true);

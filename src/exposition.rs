@@ -16,6 +16,19 @@ pub fn render(history: &History, out: &mut String) {
     history.for_each_latest(|meta, series| render_family(meta, series, out));
 }
 
+/// As [`render`], leaving out the families named in `skip` (rendered by someone else).
+pub fn render_except(
+    history: &History,
+    skip: &std::collections::BTreeSet<String>,
+    out: &mut String,
+) {
+    history.for_each_latest(|meta, series| {
+        if !skip.contains(&meta.name) {
+            render_family(meta, series, out);
+        }
+    });
+}
+
 fn render_family(meta: &FamilyMeta, series: &[(&Labels, f64)], out: &mut String) {
     out.push_str("# HELP ");
     out.push_str(&meta.name);

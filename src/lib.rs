@@ -16,6 +16,7 @@ pub mod model;
 pub mod notify;
 pub mod query_client;
 pub mod rules;
+pub mod self_metrics;
 pub mod spend;
 pub mod state_file;
 pub mod store;

@@ -261,3 +261,57 @@ fn targets_list_each_collector_with_its_health_and_last_error() {
         "{redis}"
     );
 }
+
+#[test]
+fn self_metrics_are_in_the_history_for_rules_and_queries_and_on_metrics_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rules = dir.path().join("self.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: self\n    interval: 1s\n    rules:\n      - alert: AgentScraped\n        expr: prismwatch_scrapes_total >= 1\n",
+    )
+    .expect("rules");
+    let daemon = Daemon::start_ready(
+        None,
+        &[
+            "--host-interval",
+            "1s",
+            "--rules",
+            &rules.display().to_string(),
+        ],
+    );
+    let _ = daemon.get("/metrics", &[]);
+    // The query API answers for the agent's own families.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let body = daemon
+            .get("/api/v1/query?query=prismwatch_build_info", &[])
+            .body;
+        let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        if json["data"]["result"]
+            .as_array()
+            .is_some_and(|r| r.len() == 1)
+        {
+            assert!(body.contains("\"revision\""), "{body}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no build info: {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    // A local rule fires on a self-metric.
+    common::wait_for(&daemon, "the rule on a self-metric", 20, |e| {
+        e.value(r#"ALERTS{alertname="AgentScraped",alertstate="firing"}"#) == Some(1.0)
+    });
+    // Each family is declared once on /metrics (the history's copy is left out there).
+    let body = daemon.get("/metrics", &[]).body;
+    for family in ["prismwatch_build_info", "prismwatch_scrapes_total"] {
+        assert_eq!(
+            body.matches(&format!("# TYPE {family} ")).count(),
+            1,
+            "{family} declared more than once"
+        );
+    }
+}

@@ -329,13 +329,17 @@ pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
 async fn metrics_handler(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let started = Instant::now();
     let mut body = String::with_capacity(64 * 1024);
+    // The self-metrics are also in the history (for rules and queries); here they come from
+    // the recorder, always current, and once.
+    let own = state.telemetry.render();
+    let skip = crate::self_metrics::declared_families(&own);
     match state.history.read() {
-        Ok(history) => exposition::render(&history, &mut body),
+        Ok(history) => exposition::render_except(&history, &skip, &mut body),
         Err(_) => {
             return (StatusCode::INTERNAL_SERVER_ERROR, "history unavailable\n").into_response();
         }
     }
-    body.push_str(&state.telemetry.render());
+    body.push_str(&own);
     metrics::counter!("prismwatch_scrapes_total").increment(1);
     let wants_gzip = headers
         .get(header::ACCEPT_ENCODING)
