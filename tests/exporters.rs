@@ -89,15 +89,22 @@ fn assert_close(
     compared
 }
 
-/// Both give each of `names` the same TYPE.
-fn assert_same_types(ours: &Exposition, theirs: &Exposition, names: &[&str]) {
+/// Both give each of `names` the same TYPE and HELP, so what a dashboard shows is the same.
+fn assert_same_types_and_help(ours: &Exposition, theirs: &Exposition, names: &[&str]) {
+    let mut problems = Vec::new();
     for name in names {
-        assert_eq!(
-            ours.types.get(*name),
-            theirs.types.get(*name),
-            "TYPE of {name}"
-        );
+        for (what, a, b) in [
+            ("TYPE", ours.types.get(*name), theirs.types.get(*name)),
+            ("HELP", ours.help.get(*name), theirs.help.get(*name)),
+        ] {
+            if a.is_none() || a != b {
+                problems.push(format!(
+                    "{what} of {name}: prismwatch {a:?}, exporter {b:?}"
+                ));
+            }
+        }
     }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 /// The two custom queries of postgres_exporter's example `queries.yaml` that community rules
@@ -277,7 +284,7 @@ fn postgres_metrics_match_postgres_exporter() {
         "",
         1024.0 * 1024.0,
     );
-    assert_same_types(
+    assert_same_types_and_help(
         &ours,
         &theirs,
         &[
