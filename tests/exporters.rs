@@ -241,6 +241,10 @@ fn postgres_metrics_match_postgres_exporter() {
             "pg_static",
             "pg_postmaster_start_time_seconds",
             "pg_replication_slots_active",
+            "pg_settings_autovacuum_analyze_threshold",
+            "pg_settings_autovacuum_vacuum_threshold",
+            "pg_settings_max_locks_per_transaction",
+            "pg_settings_transaction_read_only",
         ],
         "",
     );
@@ -295,6 +299,10 @@ fn postgres_metrics_match_postgres_exporter() {
                 "pg_postmaster_start_time_seconds",
                 "pg_replication_slots_active",
                 "pg_replication_slots_pg_wal_lsn_diff",
+                "pg_settings_autovacuum_analyze_threshold",
+                "pg_settings_autovacuum_vacuum_threshold",
+                "pg_settings_max_locks_per_transaction",
+                "pg_settings_transaction_read_only",
             ],
         ]
         .concat(),

@@ -37,6 +37,15 @@ pub struct ConflictRow {
     pub confl_deadlock: f64,
 }
 
+/// One of the settings the snapshot reads, its value a number (a boolean is 1 or 0).
+#[derive(Debug, Deserialize)]
+pub struct SettingRow {
+    pub name: String,
+    /// The server's description (pg_settings.short_desc), postgres_exporter's HELP text.
+    pub help: String,
+    pub value: f64,
+}
+
 /// One row of pg_replication_slots.
 #[derive(Debug, Deserialize)]
 pub struct SlotRow {
@@ -112,6 +121,21 @@ pub fn emit_bgwriter(bgwriter: &Bgwriter, labels: &TargetLabels, batch: &mut Bat
         if let Some(value) = value {
             batch.single_labelled(name, MetricKind::Counter, help, &labels.with(&[]), value);
         }
+    }
+}
+
+/// Adds `pg_settings_<name>` for each setting read. The names come from a fixed list in the
+/// query, so the families are bounded.
+pub fn emit_settings(rows: &[SettingRow], labels: &TargetLabels, batch: &mut Batch) {
+    for setting in rows {
+        let name = format!("pg_settings_{}", setting.name);
+        batch.single_labelled(
+            &name,
+            MetricKind::Gauge,
+            &setting.help,
+            &labels.with(&[]),
+            setting.value,
+        );
     }
 }
 
@@ -292,6 +316,26 @@ mod tests {
                 format!("pg_stat_database_conflicts_confl_tablespace{l} 1"),
             ]
         );
+    }
+
+    #[test]
+    fn settings_are_gauges_with_the_servers_description() {
+        let rows = [SettingRow {
+            name: "transaction_read_only".to_string(),
+            help: "Sets the current transaction's read-only status.".to_string(),
+            value: 0.0,
+        }];
+        let mut batch = Batch::new();
+        emit_settings(&rows, &labels(), &mut batch);
+        assert_eq!(
+            lines(&batch),
+            ["pg_settings_transaction_read_only{server=\"db:5432\"} 0"]
+        );
+        assert_eq!(
+            batch.families[0].help,
+            "Sets the current transaction's read-only status."
+        );
+        assert_eq!(batch.families[0].kind, MetricKind::Gauge);
     }
 
     /// A physical slot's empty `database` is no label at all, which PromQL treats the same as

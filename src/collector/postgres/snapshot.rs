@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::cluster::{self, Bgwriter, ConflictRow, SlotRow};
+use super::cluster::{self, Bgwriter, ConflictRow, SettingRow, SlotRow};
 use super::tables::{self, TableRow};
 use crate::collector::TargetLabels;
 use crate::model::{Batch, MetricKind};
@@ -61,6 +61,7 @@ pub struct Snapshot {
     pub databases: Vec<DatabaseRow>,
     pub conflicts: Vec<ConflictRow>,
     pub bgwriter: Bgwriter,
+    pub settings: Vec<SettingRow>,
     pub table_count: f64,
     pub tables: Vec<TableRow>,
     pub locks: Vec<LockRow>,
@@ -337,6 +338,7 @@ pub fn emit(
     emit_databases(snapshot, labels, previous, batch);
     cluster::emit_conflicts(&snapshot.conflicts, labels, batch);
     cluster::emit_bgwriter(&snapshot.bgwriter, labels, batch);
+    cluster::emit_settings(&snapshot.settings, labels, batch);
     cluster::emit_slots(&snapshot.slots, labels, batch);
     cluster::emit_txid(snapshot.txid_current, labels, batch);
     tables::emit_tables(
@@ -615,7 +617,7 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\n");
         let lists = code.matches("json_agg(").count();
-        assert_eq!(lists, 10);
+        assert_eq!(lists, 11);
         assert_eq!(code.matches(" LIMIT ").count(), lists, "{code}");
     }
 

@@ -88,6 +88,16 @@ SELECT json_build_object(
   'bgwriter', (SELECT row_to_json(b) FROM (
       SELECT checkpoints_timed, checkpoints_req, checkpoint_write_time, checkpoint_sync_time, buffers_checkpoint, buffers_clean, maxwritten_clean, buffers_backend, buffers_backend_fsync, buffers_alloc, floor(extract(epoch FROM stats_reset))::float8 AS stats_reset FROM pg_stat_bgwriter
     ) b),
+  -- Settings community rules compare with (autovacuum thresholds, lock table size, read-only),
+  -- with the server's own description, as postgres_exporter gives them. None has a unit.
+  'settings', (
+    SELECT coalesce(json_agg(json_build_object(
+      'name', name, 'help', short_desc,
+      'value', CASE WHEN vartype = 'bool' THEN (setting = 'on')::int::float8 ELSE setting::float8 END)), '[]')
+    FROM (SELECT * FROM pg_settings
+          WHERE name IN ('autovacuum_analyze_threshold', 'autovacuum_vacuum_threshold',
+                         'max_locks_per_transaction', 'transaction_read_only')
+          ORDER BY name LIMIT 100) s),
   'table_count', (SELECT count(*) FROM user_tables),
   'tables', (
     SELECT coalesce(json_agg(json_build_object(
