@@ -52,6 +52,131 @@ fn assert_same(ours: &Exposition, theirs: &Exposition, names: &[&str], filter: &
     compared
 }
 
+/// Like [`assert_same`], for figures that move between the two readings: values may differ by
+/// `tolerance`, absolute. Returns how many series were compared.
+fn assert_close(
+    ours: &Exposition,
+    theirs: &Exposition,
+    names: &[&str],
+    filter: &str,
+    tolerance: f64,
+) -> usize {
+    let mut compared = 0;
+    let mut problems = Vec::new();
+    for name in names {
+        let keys = |e: &Exposition| -> Vec<String> {
+            e.keys_of(name)
+                .into_iter()
+                .filter(|k| k.contains(filter))
+                .collect()
+        };
+        let (our_keys, their_keys) = (keys(ours), keys(theirs));
+        if our_keys != their_keys || our_keys.is_empty() {
+            problems.push(format!(
+                "{name}: series differ\n  ours:   {our_keys:?}\n  theirs: {their_keys:?}"
+            ));
+            continue;
+        }
+        for key in our_keys {
+            compared += 1;
+            let (a, b) = (ours.value(&key), theirs.value(&key));
+            if !matches!((a, b), (Some(a), Some(b)) if (a - b).abs() <= tolerance) {
+                problems.push(format!("{key}: prismwatch {a:?}, exporter {b:?}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    compared
+}
+
+/// Both give each of `names` the same TYPE and HELP, so what a dashboard shows is the same.
+fn assert_same_types_and_help(ours: &Exposition, theirs: &Exposition, names: &[&str]) {
+    let mut problems = Vec::new();
+    for name in names {
+        for (what, a, b) in [
+            ("TYPE", ours.types.get(*name), theirs.types.get(*name)),
+            ("HELP", ours.help.get(*name), theirs.help.get(*name)),
+        ] {
+            if a.is_none() || a != b {
+                problems.push(format!(
+                    "{what} of {name}: prismwatch {a:?}, exporter {b:?}"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The two custom queries of postgres_exporter's example `queries.yaml` that community rules
+/// and dashboards rely on (Debian's copy, unchanged): pg_postmaster and pg_stat_user_tables.
+fn example_queries() -> String {
+    let example = std::fs::read_to_string(
+        "/usr/share/doc/prometheus-postgres-exporter/examples/queries.yaml",
+    )
+    .expect("Debian's example queries.yaml");
+    // Top-level entries start at column 0; keep the two wanted ones.
+    let mut kept = String::new();
+    let mut keep = false;
+    for line in example.lines() {
+        if !line.starts_with(' ') && line.ends_with(':') {
+            keep = line == "pg_postmaster:" || line == "pg_stat_user_tables:";
+        }
+        if keep {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    assert!(kept.contains("n_dead_tup"), "{kept}");
+    kept
+}
+
+/// pg_stat_user_tables columns compared on the quiet table.
+const USER_TABLE_COLUMNS: [&str; 19] = [
+    "pg_stat_user_tables_seq_scan",
+    "pg_stat_user_tables_seq_tup_read",
+    "pg_stat_user_tables_idx_scan",
+    "pg_stat_user_tables_idx_tup_fetch",
+    "pg_stat_user_tables_n_tup_ins",
+    "pg_stat_user_tables_n_tup_upd",
+    "pg_stat_user_tables_n_tup_del",
+    "pg_stat_user_tables_n_tup_hot_upd",
+    "pg_stat_user_tables_n_live_tup",
+    "pg_stat_user_tables_n_dead_tup",
+    "pg_stat_user_tables_n_mod_since_analyze",
+    "pg_stat_user_tables_last_vacuum",
+    "pg_stat_user_tables_last_autovacuum",
+    "pg_stat_user_tables_last_analyze",
+    "pg_stat_user_tables_last_autoanalyze",
+    "pg_stat_user_tables_vacuum_count",
+    "pg_stat_user_tables_autovacuum_count",
+    "pg_stat_user_tables_analyze_count",
+    "pg_stat_user_tables_autoanalyze_count",
+];
+
+/// The background writer's counters.
+const BGWRITER_COUNTERS: [&str; 11] = [
+    "pg_stat_bgwriter_checkpoints_timed_total",
+    "pg_stat_bgwriter_checkpoints_req_total",
+    "pg_stat_bgwriter_checkpoint_write_time_total",
+    "pg_stat_bgwriter_checkpoint_sync_time_total",
+    "pg_stat_bgwriter_buffers_checkpoint_total",
+    "pg_stat_bgwriter_buffers_clean_total",
+    "pg_stat_bgwriter_maxwritten_clean_total",
+    "pg_stat_bgwriter_buffers_backend_total",
+    "pg_stat_bgwriter_buffers_backend_fsync_total",
+    "pg_stat_bgwriter_buffers_alloc_total",
+    "pg_stat_bgwriter_stats_reset_total",
+];
+
+/// Recovery conflicts by cause.
+const CONFLICT_COUNTERS: [&str; 5] = [
+    "pg_stat_database_conflicts_confl_tablespace",
+    "pg_stat_database_conflicts_confl_lock",
+    "pg_stat_database_conflicts_confl_snapshot",
+    "pg_stat_database_conflicts_confl_bufferpin",
+    "pg_stat_database_conflicts_confl_deadlock",
+];
+
 #[test]
 fn postgres_metrics_match_postgres_exporter() {
     let exporter = require_program(
@@ -61,14 +186,30 @@ fn postgres_metrics_match_postgres_exporter() {
     let postgres = Postgres::start();
     postgres.psql("postgres", "CREATE DATABASE work");
     postgres.psql("work", "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 500); UPDATE t SET id = id + 1 WHERE id < 100; DELETE FROM t WHERE id > 400");
+    // A quiet table in the DSN's database, whose statistics do not move between the readings:
+    // autovacuum is off for it, so its vacuum and analyze figures stay put.
+    postgres.psql("postgres", "CREATE TABLE parity (id int PRIMARY KEY, v int) WITH (autovacuum_enabled = false); INSERT INTO parity SELECT g, g FROM generate_series(1, 300) g; UPDATE parity SET v = 0 WHERE id <= 50; DELETE FROM parity WHERE id > 250; SELECT count(*) FROM parity WHERE id = 7; ANALYZE parity");
+    postgres.psql(
+        "postgres",
+        "CREATE TABLE parity_unindexed (v int) WITH (autovacuum_enabled = false); INSERT INTO parity_unindexed VALUES (1)",
+    );
+    postgres.psql("postgres", "VACUUM parity_unindexed");
+    // A physical slot that reserves WAL at once, so its retained WAL is a number, not NaN.
+    postgres.psql(
+        "postgres",
+        "SELECT pg_create_physical_replication_slot('prismwatch_test_slot', true)",
+    );
     let _idle = postgres.idle_in_transaction("work");
     // Let the statistics of the finished sessions reach shared memory.
     std::thread::sleep(Duration::from_secs(2));
 
+    let queries = tempfile::NamedTempFile::new().expect("queries file");
+    std::fs::write(queries.path(), example_queries()).expect("write queries");
     let address = format!("127.0.0.1:{}", free_port());
     let _peer = Peer(
         Command::new(exporter)
             .arg(format!("--web.listen-address={address}"))
+            .arg(format!("--extend.query-path={}", queries.path().display()))
             .env("DATA_SOURCE_NAME", postgres.dsn("postgres"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -98,6 +239,12 @@ fn postgres_metrics_match_postgres_exporter() {
             "pg_settings_max_connections",
             "pg_settings_superuser_reserved_connections",
             "pg_static",
+            "pg_postmaster_start_time_seconds",
+            "pg_replication_slots_active",
+            "pg_settings_autovacuum_analyze_threshold",
+            "pg_settings_autovacuum_vacuum_threshold",
+            "pg_settings_max_locks_per_transaction",
+            "pg_settings_transaction_read_only",
         ],
         "",
     );
@@ -121,7 +268,56 @@ fn postgres_metrics_match_postgres_exporter() {
         ],
         "datname=\"work\"",
     );
-    assert!(compared >= 25, "only {compared} series compared");
+    compared += assert_same(&ours, &theirs, &CONFLICT_COUNTERS, "datname=\"work\"");
+    // The two tables of the DSN's database, one with an index and one without (NaN index
+    // figures in both).
+    compared += assert_same(&ours, &theirs, &USER_TABLE_COLUMNS, "relname=\"parity\"");
+    compared += assert_same(
+        &ours,
+        &theirs,
+        &USER_TABLE_COLUMNS,
+        "relname=\"parity_unindexed\"",
+    );
+    // Buffers are allocated and checkpoint time accrues between the two readings.
+    compared += assert_close(&ours, &theirs, &BGWRITER_COUNTERS, "", 1000.0);
+    // The slot's retained WAL grows with whatever is written between the readings.
+    compared += assert_close(
+        &ours,
+        &theirs,
+        &["pg_replication_slots_pg_wal_lsn_diff"],
+        "",
+        1024.0 * 1024.0,
+    );
+    assert_same_types_and_help(
+        &ours,
+        &theirs,
+        &[
+            &BGWRITER_COUNTERS[..],
+            &CONFLICT_COUNTERS[..],
+            &USER_TABLE_COLUMNS[..],
+            &[
+                "pg_postmaster_start_time_seconds",
+                "pg_replication_slots_active",
+                "pg_replication_slots_pg_wal_lsn_diff",
+                "pg_settings_autovacuum_analyze_threshold",
+                "pg_settings_autovacuum_vacuum_threshold",
+                "pg_settings_max_locks_per_transaction",
+                "pg_settings_transaction_read_only",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(compared >= 80, "only {compared} series compared");
+    // No postgres_exporter query gives pg_txid_current; a community rule expects it.
+    let txid = ours.keys_of("pg_txid_current");
+    assert!(
+        txid.len() == 1 && ours.value(&txid[0]).is_some_and(|v| v > 1.0),
+        "{txid:?}"
+    );
+    postgres.psql(
+        "postgres",
+        "SELECT pg_drop_replication_slot('prismwatch_test_slot')",
+    );
 }
 
 #[test]

@@ -208,6 +208,52 @@ fn replication_lag_is_reported_on_the_primary_and_the_replica() {
 }
 
 #[test]
+fn max_tables_keeps_the_busiest_tables_of_the_dsn_database() {
+    let postgres = Postgres::start();
+    postgres.psql(
+        "postgres",
+        "CREATE TABLE busy (id int); INSERT INTO busy SELECT generate_series(1, 1000); CREATE TABLE medium (id int); INSERT INTO medium SELECT generate_series(1, 100); CREATE TABLE quiet (id int); INSERT INTO quiet VALUES (1)",
+    );
+    // Tables of another database are not read: postgres_exporter reads the DSN's only.
+    postgres.psql("postgres", "CREATE DATABASE other");
+    postgres.psql(
+        "other",
+        "CREATE TABLE elsewhere (id int); INSERT INTO elsewhere SELECT generate_series(1, 5000)",
+    );
+    let daemon = Daemon::start_ready(Some(&config(&postgres, "max_tables = 2\n")), &[]);
+    let server = postgres.address();
+    let count = format!(
+        "prismwatch_postgres_user_tables{{datname=\"postgres\",role=\"primary\",server=\"{server}\"}}"
+    );
+    let exposition = wait_for(&daemon, "the three tables counted", 15, |e| {
+        e.value(&count) == Some(3.0)
+    });
+    let mut kept: Vec<String> = exposition
+        .keys_of("pg_stat_user_tables_n_tup_ins")
+        .iter()
+        .map(|k| {
+            assert!(
+                k.contains("datname=\"postgres\",") && k.contains("schemaname=\"public\""),
+                "{k}"
+            );
+            k.split("relname=\"")
+                .nth(1)
+                .unwrap_or("")
+                .split('"')
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["busy", "medium"]);
+    let key = format!(
+        "pg_stat_user_tables_n_tup_ins{{datname=\"postgres\",relname=\"busy\",role=\"primary\",schemaname=\"public\",server=\"{server}\"}}"
+    );
+    assert_eq!(exposition.value(&key), Some(1000.0));
+}
+
+#[test]
 fn a_pg_monitor_role_is_enough() {
     let postgres = Postgres::start();
     postgres.psql(
@@ -241,6 +287,10 @@ fn a_pg_monitor_role_is_enough() {
             .iter()
             .any(|k| k.contains("datname=\"app\""))
     );
+    // The background writer and the transaction counter need nothing beyond pg_monitor.
+    for name in ["pg_stat_bgwriter_buffers_alloc_total", "pg_txid_current"] {
+        assert_eq!(exposition.keys_of(name).len(), 1, "{name}");
+    }
     // The HELP text says how fresh the value is.
     let help = exposition.help.get("pg_database_size_bytes");
     assert!(

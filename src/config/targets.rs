@@ -13,6 +13,13 @@ use super::error::{ConfigError, Source};
 use super::file::HumanDuration;
 use super::secret::{Secret, SecretRef};
 
+/// Tables with per-table series when `max_tables` is not set: enough for most applications'
+/// schemas, while a schema of thousands of tables cannot flood the history.
+const DEFAULT_MAX_TABLES: usize = 200;
+
+/// The largest `max_tables`: the snapshot's other lists are bounded at 10000 rows too.
+const MAX_MAX_TABLES: i64 = 10_000;
+
 /// `[[postgres]]`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,6 +39,8 @@ pub struct PostgresSection {
     pub long_running_threshold: Option<Spanned<HumanDuration>>,
     /// How many statements (by time spent in the interval) are exported per interval.
     pub top_statements: Option<Spanned<i64>>,
+    /// How many tables of the DSN's database get `pg_stat_user_tables_*` series, busiest first.
+    pub max_tables: Option<Spanned<i64>>,
 }
 
 /// `[[pgbouncer]]`
@@ -80,6 +89,8 @@ pub struct PostgresTarget {
     pub slow_statement_threshold: Duration,
     pub long_running_threshold: Duration,
     pub top_statements: usize,
+    /// Tables with `pg_stat_user_tables_*` series: each costs 19 series, so the cap bounds them.
+    pub max_tables: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -369,6 +380,19 @@ pub fn validate(
                 20
             }
         };
+        let max_tables = match &section.max_tables {
+            None => DEFAULT_MAX_TABLES,
+            Some(n) if (0..=MAX_MAX_TABLES).contains(n.get_ref()) => *n.get_ref() as usize,
+            Some(n) => {
+                errors.push(source.error_at(
+                    n.span(),
+                    &format!("postgres[{index}].max_tables"),
+                    format!("{} is out of range", n.get_ref()),
+                    "give a number from 0 (no per-table series) to 10000",
+                ));
+                DEFAULT_MAX_TABLES
+            }
+        };
         targets.postgres.push(PostgresTarget {
             common,
             dsn,
@@ -381,6 +405,7 @@ pub fn validate(
                 Duration::from_secs(60),
             ),
             top_statements,
+            max_tables,
         });
     }
     for (index, section) in pgbouncer.iter().enumerate() {
@@ -464,6 +489,7 @@ pub fn validate(
                 slow_statement_threshold: Duration::from_secs(1),
                 long_running_threshold: Duration::from_secs(60),
                 top_statements: 20,
+                max_tables: DEFAULT_MAX_TABLES,
             });
         }
     }
@@ -552,5 +578,38 @@ fn flag_error(flag: &str, message: String) -> ConfigError {
         key: None,
         message,
         hint: Some("e.g. --postgres postgres://user@127.0.0.1:5432/db, --redis redis://127.0.0.1:6379, or env:NAME to keep the password off the command line".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Overrides, parse};
+
+    fn postgres(extra: &str) -> String {
+        format!("[[postgres]]\ndsn = \"postgres://prismwatch@127.0.0.1:5432/app\"\n{extra}")
+    }
+
+    #[test]
+    fn max_tables_defaults_to_200_and_is_checked() {
+        let config = parse("t", &postgres(""), &Overrides::default()).expect("defaults parse");
+        assert_eq!(config.targets.postgres[0].max_tables, 200);
+        let config = parse("t", &postgres("max_tables = 0\n"), &Overrides::default())
+            .expect("zero turns per-table series off");
+        assert_eq!(config.targets.postgres[0].max_tables, 0);
+        let error = parse(
+            "t",
+            &postgres("max_tables = 10001\n"),
+            &Overrides::default(),
+        )
+        .expect_err("too many refused")
+        .to_string();
+        assert!(
+            error.starts_with("t:3:14: key `postgres[0].max_tables`: 10001 is out of range"),
+            "{error}"
+        );
+        assert!(
+            error.contains("from 0 (no per-table series) to 10000"),
+            "{error}"
+        );
     }
 }

@@ -395,7 +395,8 @@ impl Exposition {
 }
 
 /// `name{b="2",a="1"}` -> `name{a="1",b="2"}`, so keys from different exporters compare equal.
-/// Label values containing `","` are not expected in the compared metrics.
+/// An empty label (`database=""`) is dropped: Prometheus treats it as absent, and prismwatch
+/// does not write it. Label values containing `","` are not expected in the compared metrics.
 pub fn canonical(series: &str) -> String {
     let Some((name, rest)) = series.split_once('{') else {
         return series.to_string();
@@ -405,6 +406,7 @@ pub fn canonical(series: &str) -> String {
         .split("\",")
         .map(|l| l.trim_end_matches('"'))
         .filter(|l| !l.is_empty())
+        .filter(|l| !l.split_once('=').is_some_and(|(_, value)| value.is_empty()))
         .collect();
     labels.sort();
     let joined: Vec<String> = labels.iter().map(|l| format!("{l}\"")).collect();

@@ -6,9 +6,11 @@
 //! (`snapshot.sql`) and the pg_stat_statements counters (without query texts; texts are fetched
 //! once per new top statement). The monitoring role needs `pg_monitor` (see README).
 
+mod cluster;
 mod mask;
 mod snapshot;
 mod statements;
+mod tables;
 
 use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr;
@@ -147,14 +149,17 @@ impl PostgresCollector {
         };
         let text: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(self.target.long_running_threshold.as_secs_f64())
+            .bind(self.target.max_tables as i64)
             .fetch_one(&mut *connection)
             .await
             .map_err(&fail)?;
-        let snapshot: snapshot::Snapshot = serde_json::from_str(&text).map_err(|error| {
+        let mut snapshot: snapshot::Snapshot = serde_json::from_str(&text).map_err(|error| {
             CollectError::Other(format!(
                 "PostgreSQL {server}: unexpected snapshot ({error})"
             ))
         })?;
+        snapshot.tables =
+            tables::busiest(std::mem::take(&mut snapshot.tables), self.target.max_tables);
 
         let mut batch = Batch::new();
         batch.single_labelled("pg_up", MetricKind::Gauge, "Whether the last scrape of metrics from PostgreSQL was able to connect to the server (1 for yes, 0 for no).", &self.labels.with(&[]), 1.0);

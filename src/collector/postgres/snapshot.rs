@@ -6,15 +6,25 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
+use super::cluster::{self, Bgwriter, ConflictRow, SettingRow, SlotRow};
+use super::tables::{self, TableRow};
 use crate::collector::TargetLabels;
 use crate::model::{Batch, MetricKind};
 
 /// The snapshot query for PostgreSQL 14 and newer (`pg_stat_activity.query_id` exists).
 pub const SNAPSHOT_SQL: &str = include_str!("snapshot.sql");
 
-/// The snapshot query for a server version: before 14 `query_id` does not exist and is NULL.
+/// The background writer's line of [`SNAPSHOT_SQL`], for PostgreSQL 16 and older.
+const BGWRITER_UP_TO_16: &str = "      SELECT checkpoints_timed, checkpoints_req, checkpoint_write_time, checkpoint_sync_time, buffers_checkpoint, buffers_clean, maxwritten_clean, buffers_backend, buffers_backend_fsync, buffers_alloc, floor(extract(epoch FROM stats_reset))::float8 AS stats_reset FROM pg_stat_bgwriter\n";
+
+/// The same columns from PostgreSQL 17, where checkpoints are in pg_stat_checkpointer and
+/// backend writes only in pg_stat_io (NULL here, so those two series are left out).
+const BGWRITER_FROM_17: &str = "      SELECT c.num_timed AS checkpoints_timed, c.num_requested AS checkpoints_req, c.write_time AS checkpoint_write_time, c.sync_time AS checkpoint_sync_time, c.buffers_written AS buffers_checkpoint, b.buffers_clean, b.maxwritten_clean, NULL AS buffers_backend, NULL AS buffers_backend_fsync, b.buffers_alloc, floor(extract(epoch FROM b.stats_reset))::float8 AS stats_reset FROM pg_stat_bgwriter b, pg_stat_checkpointer c\n";
+
+/// The snapshot query for a server version: before 14 `query_id` does not exist and is NULL;
+/// from 17 the checkpoint counters come from pg_stat_checkpointer.
 pub fn snapshot_sql(version_num: i64) -> String {
-    if version_num >= 140_000 {
+    let sql = if version_num >= 140_000 {
         SNAPSHOT_SQL.to_string()
     } else {
         SNAPSHOT_SQL.replacen(
@@ -22,6 +32,11 @@ pub fn snapshot_sql(version_num: i64) -> String {
             "         NULL::bigint AS query_id\n",
             1,
         )
+    };
+    if version_num >= 170_000 {
+        sql.replacen(BGWRITER_UP_TO_16, BGWRITER_FROM_17, 1)
+    } else {
+        sql
     }
 }
 
@@ -36,14 +51,23 @@ pub struct Snapshot {
     pub reserved: f64,
     pub in_recovery: bool,
     pub replication_lag: f64,
+    pub txid_current: f64,
+    /// The DSN's database, the only one whose tables are read (as postgres_exporter does).
+    pub current_database: String,
     pub has_statements: bool,
     pub activity: Vec<ActivityRow>,
     pub sessions: Sessions,
     pub waiting_by_type: Vec<WaitRow>,
     pub databases: Vec<DatabaseRow>,
+    pub conflicts: Vec<ConflictRow>,
+    pub bgwriter: Bgwriter,
+    pub settings: Vec<SettingRow>,
+    pub table_count: f64,
+    pub tables: Vec<TableRow>,
     pub locks: Vec<LockRow>,
     pub waiting_locks: Vec<WaitingLockRow>,
     pub replicas: Vec<ReplicaRow>,
+    pub slots: Vec<SlotRow>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -312,6 +336,18 @@ pub fn emit(
 
     emit_activity(snapshot, labels, batch);
     emit_databases(snapshot, labels, previous, batch);
+    cluster::emit_conflicts(&snapshot.conflicts, labels, batch);
+    cluster::emit_bgwriter(&snapshot.bgwriter, labels, batch);
+    cluster::emit_settings(&snapshot.settings, labels, batch);
+    cluster::emit_slots(&snapshot.slots, labels, batch);
+    cluster::emit_txid(snapshot.txid_current, labels, batch);
+    tables::emit_tables(
+        &snapshot.current_database,
+        &snapshot.tables,
+        snapshot.table_count,
+        labels,
+        batch,
+    );
 
     batch.family("pg_locks_count", MetricKind::Gauge, "Number of locks");
     for datname in database_names(snapshot) {
@@ -581,7 +617,7 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\n");
         let lists = code.matches("json_agg(").count();
-        assert_eq!(lists, 7);
+        assert_eq!(lists, 11);
         assert_eq!(code.matches(" LIMIT ").count(), lists, "{code}");
     }
 
@@ -591,6 +627,15 @@ mod tests {
         assert!(old.contains("NULL::bigint AS query_id"));
         assert!(!old.contains("         query_id\n"));
         assert_eq!(snapshot_sql(150_000), SNAPSHOT_SQL);
+    }
+
+    #[test]
+    fn from_17_checkpoints_are_read_from_pg_stat_checkpointer() {
+        assert!(SNAPSHOT_SQL.contains(BGWRITER_UP_TO_16));
+        let new = snapshot_sql(170_000);
+        assert!(new.contains(BGWRITER_FROM_17));
+        assert!(!new.contains(BGWRITER_UP_TO_16));
+        assert!(!snapshot_sql(160_000).contains(BGWRITER_FROM_17));
     }
 
     #[test]
