@@ -22,6 +22,9 @@ use crate::model::{Batch, Labels, MetricKind};
 /// The history source of the self-metrics.
 pub const SOURCE: &str = "self";
 
+/// Label pairs as parsed.
+type Pairs = Vec<(String, String)>;
+
 /// How often the self-metrics are written into the history.
 pub const INTERVAL: Duration = Duration::from_secs(5);
 
@@ -118,7 +121,7 @@ fn family_of<'a>(name: &'a str, kinds: &BTreeMap<&'a str, MetricKind>) -> &'a st
 }
 
 /// `name{a="b",...} value` or `name value` (an optional timestamp after the value is ignored).
-fn parse_sample(line: &str) -> Option<(String, Vec<(String, String)>, f64)> {
+fn parse_sample(line: &str) -> Option<(String, Pairs, f64)> {
     let line = line.trim();
     if line.is_empty() {
         return None;
@@ -137,7 +140,7 @@ fn parse_sample(line: &str) -> Option<(String, Vec<(String, String)>, f64)> {
 }
 
 /// The label pairs up to the closing `}`, and the text after it.
-fn parse_labels(mut text: &str) -> Option<(Vec<(String, String)>, &str)> {
+fn parse_labels(mut text: &str) -> Option<(Pairs, &str)> {
     let mut labels = Vec::new();
     loop {
         text = text.trim_start_matches([',', ' ']);
