@@ -730,6 +730,12 @@ impl Inner {
         }
         let forecast = self.forecast(now_ms);
         batch.single(
+            "prismwatch_ai_forecast_completed_days",
+            MetricKind::Gauge,
+            "Completed days of this month the forecast rests on; below 2 there is no interval (bound=\"lower\"/\"upper\") and the estimate is rough.",
+            self.forecast_inputs(now_ms).completed_days.len() as f64,
+        );
+        batch.single(
             "prismwatch_ai_burn_rate_dollars_per_day",
             MetricKind::Gauge,
             "Mean daily spend over this month's completed days.",
@@ -826,6 +832,59 @@ mod tests {
         time.parse::<jiff::Timestamp>()
             .map(|t| t.as_millisecond())
             .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_minute_of_usage_gives_a_rough_forecast_without_an_interval() -> Result<(), IngestError> {
+        let dir = tempfile::tempdir().map_err(|e| IngestError::NotDurable(e.to_string()))?;
+        let tracker = tracker(dir.path());
+        // The first hour of a month: a minute of usage, no completed day.
+        let now = ms("2026-12-01T00:31:00Z");
+        tracker.ingest(vec![(event(500_000.0), ms("2026-12-01T00:30:00Z"))], now)?;
+        let report = tracker
+            .report(now)
+            .ok_or(IngestError::NotDurable("no report".into()))?;
+        assert_eq!(report.forecast_interval, None);
+        let text = crate::spend::render::render_text(&report);
+        assert!(
+            text.contains("(rough: 0 completed day(s) this month, an interval needs 2)"),
+            "{text}"
+        );
+        let batch = tracker.batch(now);
+        let series = |name: &str, bound: Option<&str>| {
+            batch
+                .samples
+                .iter()
+                .find(|(labels, _)| {
+                    labels.metric_name() == name
+                        && bound.is_none_or(|b| labels.get("bound") == Some(b))
+                })
+                .map(|(_, v)| *v)
+        };
+        assert_eq!(
+            series("prismwatch_ai_forecast_completed_days", None),
+            Some(0.0)
+        );
+        assert!(series("prismwatch_ai_forecast_month_end_dollars", Some("estimate")).is_some());
+        assert_eq!(
+            series("prismwatch_ai_forecast_month_end_dollars", Some("lower")),
+            None,
+            "the alert's bound must be absent"
+        );
+        // Three completed days later the interval is there.
+        for day in ["01", "02", "03"] {
+            tracker.ingest(
+                vec![(event(500_000.0), ms(&format!("2026-12-{day}T12:00:00Z")))],
+                ms(&format!("2026-12-{day}T12:00:01Z")),
+            )?;
+        }
+        let later = ms("2026-12-04T06:00:00Z");
+        let report = tracker
+            .report(later)
+            .ok_or(IngestError::NotDurable("no report".into()))?;
+        assert!(report.forecast_interval.is_some());
+        assert!(crate::spend::render::render_text(&report).contains("95% interval"));
+        Ok(())
     }
 
     #[test]

@@ -93,8 +93,17 @@ pub fn render_text(report: &SpendReport) -> String {
         "burn rate: ${:.2}/day; month-end forecast: ${:.2}",
         report.daily_rate_dollars, report.forecast_dollars
     );
-    if let Some((low, high)) = report.forecast_interval {
-        let _ = write!(out, " (95% interval ${low:.2} to ${high:.2})");
+    match report.forecast_interval {
+        Some((low, high)) => {
+            let _ = write!(out, " (95% interval ${low:.2} to ${high:.2})");
+        }
+        None => {
+            let _ = write!(
+                out,
+                " (rough: {} completed day(s) this month, an interval needs 2)",
+                report.inputs.completed_days.len()
+            );
+        }
     }
     let _ = writeln!(out);
     if let Some(when) = report.exhaustion_timestamp {
