@@ -137,7 +137,7 @@ pub fn spawn(
         restored_at: (!states.is_empty()).then_some(now),
         ..context
     };
-    let actor = Actor {
+    let mut actor = Actor {
         set,
         history,
         persistence,
@@ -148,6 +148,10 @@ pub fn spawn(
         tracker: tracker.clone(),
         shutdown: shutdown.clone(),
     };
+    {
+        let _span = info_span!("rules").entered();
+        actor.begin();
+    }
     tracker.spawn(actor.run(rx).instrument(info_span!("rules")));
     RulesHandle { reload: tx, view }
 }
@@ -168,10 +172,9 @@ struct Actor {
 }
 
 impl Actor {
-    async fn run(
-        mut self,
-        mut requests: mpsc::UnboundedReceiver<(RuleSet, Vec<(String, String)>)>,
-    ) {
+    /// Loads the rules and starts their groups: done before the daemon serves, so the API
+    /// lists every group from the first request.
+    fn begin(&mut self) {
         let (groups, errors) = self.set.load();
         for problem in &errors {
             error!(error = %problem, "A rule file has an error; its rules are not evaluated.");
@@ -180,6 +183,12 @@ impl Actor {
             self.restore_for_state(&groups);
         }
         self.start(groups, &BTreeSet::new());
+    }
+
+    async fn run(
+        mut self,
+        mut requests: mpsc::UnboundedReceiver<(RuleSet, Vec<(String, String)>)>,
+    ) {
         let mut fingerprint = self.set.fingerprint();
         let mut poll = tokio::time::interval(POLL_PERIOD);
         let mut save = tokio::time::interval(SAVE_PERIOD);

@@ -730,7 +730,7 @@ impl Inner {
         }
         let forecast = self.forecast(now_ms);
         batch.single(
-            "prismwatch_ai_forecast_completed_days",
+            "prismwatch_ai_forecast_sample_size",
             MetricKind::Gauge,
             "Completed days of this month the forecast rests on; below 2 there is no interval (bound=\"lower\"/\"upper\") and the estimate is rough.",
             self.forecast_inputs(now_ms).completed_days.len() as f64,
@@ -862,7 +862,7 @@ mod tests {
                 .map(|(_, v)| *v)
         };
         assert_eq!(
-            series("prismwatch_ai_forecast_completed_days", None),
+            series("prismwatch_ai_forecast_sample_size", None),
             Some(0.0)
         );
         assert!(series("prismwatch_ai_forecast_month_end_dollars", Some("estimate")).is_some());

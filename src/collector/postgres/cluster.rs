@@ -229,7 +229,9 @@ pub fn emit_slots(rows: &[SlotRow], labels: &TargetLabels, batch: &mut Batch) {
 pub fn emit_txid(txid: f64, labels: &TargetLabels, batch: &mut Batch) {
     batch.single_labelled(
         "pg_txid_current",
-        MetricKind::Counter,
+        // A gauge by type, as the custom query the rule's authors suggest exports it (a
+        // counter without `_total` fails promtool's lint); `rate()` works on it all the same.
+        MetricKind::Gauge,
         "Next transaction ID to be assigned (txid_snapshot_xmax of the current snapshot); its rate is the XID consumption rate",
         &labels.with(&[]),
         txid,
