@@ -4,14 +4,15 @@
 //! Two round trips per collection on one persistent connection: `INFO ALL` with `SLOWLOG LEN`
 //! pipelined, then a timed `PING`.
 
+mod info;
 mod resp;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use redis::{ConnectionInfo, IntoConnectionInfo};
 use tokio::time::Instant;
 
+use self::info::{Info, parse_info};
 use self::resp::{RespConnection, RespError, Value};
 use super::{CollectError, Collector, FailureKind, TargetLabels};
 use crate::config::RedisTarget;
@@ -145,18 +146,15 @@ impl RedisCollector {
             ]),
             1.0,
         );
-        for (field, name, kind, help) in INFO_FIELDS {
-            if let Some(value) = info.number(field) {
-                batch.single_labelled(name, *kind, help, &labels.with(&[]), value);
-            }
-        }
-        if let Some(value) = info.number("maxclients") {
+        let now_unix_seconds = crate::collector::schedule::now_ms().div_euclid(1000);
+        for sample in info::info_series(&info, now_unix_seconds) {
+            let help = sample.help();
             batch.single_labelled(
-                "redis_config_maxclients",
-                MetricKind::Gauge,
-                "config_maxclients metric",
+                sample.name,
+                sample.kind,
+                &help,
                 &labels.with(&[]),
-                value,
+                sample.value,
             );
         }
         let (hits, misses) = (
@@ -229,181 +227,6 @@ impl Collector for RedisCollector {
     }
 }
 
-/// INFO fields exported under redis_exporter's names.
-const INFO_FIELDS: &[(&str, &str, MetricKind, &str)] = &[
-    (
-        "uptime_in_seconds",
-        "redis_uptime_in_seconds",
-        MetricKind::Gauge,
-        "uptime_in_seconds metric",
-    ),
-    (
-        "connected_clients",
-        "redis_connected_clients",
-        MetricKind::Gauge,
-        "connected_clients metric",
-    ),
-    (
-        "blocked_clients",
-        "redis_blocked_clients",
-        MetricKind::Gauge,
-        "blocked_clients metric",
-    ),
-    (
-        "connected_slaves",
-        "redis_connected_slaves",
-        MetricKind::Gauge,
-        "connected_slaves metric",
-    ),
-    (
-        "rejected_connections",
-        "redis_rejected_connections_total",
-        MetricKind::Counter,
-        "rejected_connections metric",
-    ),
-    (
-        "total_connections_received",
-        "redis_connections_received_total",
-        MetricKind::Counter,
-        "connections_received_total metric",
-    ),
-    (
-        "used_memory",
-        "redis_memory_used_bytes",
-        MetricKind::Gauge,
-        "memory_used_bytes metric",
-    ),
-    (
-        "used_memory_rss",
-        "redis_memory_used_rss_bytes",
-        MetricKind::Gauge,
-        "memory_used_rss_bytes metric",
-    ),
-    (
-        "used_memory_peak",
-        "redis_memory_used_peak_bytes",
-        MetricKind::Gauge,
-        "memory_used_peak_bytes metric",
-    ),
-    (
-        "maxmemory",
-        "redis_memory_max_bytes",
-        MetricKind::Gauge,
-        "memory_max_bytes metric",
-    ),
-    (
-        "total_system_memory",
-        "redis_total_system_memory_bytes",
-        MetricKind::Gauge,
-        "total_system_memory_bytes metric",
-    ),
-    (
-        "mem_fragmentation_ratio",
-        "redis_mem_fragmentation_ratio",
-        MetricKind::Gauge,
-        "mem_fragmentation_ratio metric",
-    ),
-    (
-        "keyspace_hits",
-        "redis_keyspace_hits_total",
-        MetricKind::Counter,
-        "keyspace_hits_total metric",
-    ),
-    (
-        "keyspace_misses",
-        "redis_keyspace_misses_total",
-        MetricKind::Counter,
-        "keyspace_misses_total metric",
-    ),
-    (
-        "evicted_keys",
-        "redis_evicted_keys_total",
-        MetricKind::Counter,
-        "evicted_keys_total metric",
-    ),
-    (
-        "expired_keys",
-        "redis_expired_keys_total",
-        MetricKind::Counter,
-        "expired_keys_total metric",
-    ),
-    (
-        "instantaneous_ops_per_sec",
-        "redis_instantaneous_ops_per_sec",
-        MetricKind::Gauge,
-        "instantaneous_ops_per_sec metric",
-    ),
-    (
-        "total_commands_processed",
-        "redis_commands_processed_total",
-        MetricKind::Counter,
-        "commands_processed_total metric",
-    ),
-    (
-        "rdb_last_save_time",
-        "redis_rdb_last_save_timestamp_seconds",
-        MetricKind::Gauge,
-        "rdb_last_save_timestamp_seconds metric",
-    ),
-    (
-        "rdb_changes_since_last_save",
-        "redis_rdb_changes_since_last_save",
-        MetricKind::Gauge,
-        "rdb_changes_since_last_save metric",
-    ),
-];
-
-/// `INFO ALL`, split into plain fields, keyspace lines and command statistics.
-#[derive(Debug, Default)]
-struct Info {
-    fields: BTreeMap<String, String>,
-    /// db index -> (keys, expires)
-    keyspace: BTreeMap<u32, (f64, f64)>,
-    /// command -> (calls, microseconds)
-    commands: BTreeMap<String, (f64, f64)>,
-}
-
-impl Info {
-    fn number(&self, key: &str) -> Option<f64> {
-        self.fields.get(key)?.parse().ok()
-    }
-}
-
-fn parse_info(text: &str) -> Info {
-    let mut info = Info::default();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let Some((key, value)) = line.split_once(':') else {
-            continue;
-        };
-        let pairs = || value.split(',').filter_map(|pair| pair.split_once('='));
-        if let Some(db) = key.strip_prefix("db").and_then(|n| n.parse::<u32>().ok()) {
-            let get = |name: &str| {
-                pairs()
-                    .find(|(k, _)| *k == name)
-                    .and_then(|(_, v)| v.parse().ok())
-                    .unwrap_or(0.0)
-            };
-            info.keyspace.insert(db, (get("keys"), get("expires")));
-        } else if let Some(command) = key.strip_prefix("cmdstat_") {
-            let get = |name: &str| {
-                pairs()
-                    .find(|(k, _)| *k == name)
-                    .and_then(|(_, v)| v.parse().ok())
-                    .unwrap_or(0.0)
-            };
-            info.commands
-                .insert(command.to_string(), (get("calls"), get("usec")));
-        } else {
-            info.fields.insert(key.to_string(), value.to_string());
-        }
-    }
-    info
-}
-
 fn emit_keyspace(info: &Info, databases: Option<u32>, labels: &TargetLabels, batch: &mut Batch) {
     batch.family(
         "redis_db_keys",
@@ -434,6 +257,8 @@ fn emit_keyspace(info: &Info, databases: Option<u32>, labels: &TargetLabels, bat
     }
 }
 
+/// Per-command calls and time; failed and rejected calls where the server counts them (Redis
+/// 6.2 and later), as redis_exporter.
 fn emit_commands(info: &Info, labels: &TargetLabels, batch: &mut Batch) {
     batch.family(
         "redis_commands_total",
@@ -445,34 +270,31 @@ fn emit_commands(info: &Info, labels: &TargetLabels, batch: &mut Batch) {
         MetricKind::Counter,
         "Total amount of time in seconds spent per command",
     );
-    for (command, (calls, usec)) in &info.commands {
-        batch.push(
-            "redis_commands_total",
-            &labels.with(&[("cmd", command)]),
-            *calls,
-        );
+    for (command, stats) in &info.commands {
+        let cmd = labels.with(&[("cmd", command)]);
+        batch.push("redis_commands_total", &cmd, stats.calls);
         batch.push(
             "redis_commands_duration_seconds_total",
-            &labels.with(&[("cmd", command)]),
-            usec / 1e6,
+            &cmd,
+            stats.usec / 1e6,
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn info_sections_are_split() {
-        let text = "# Server\r\nredis_version:7.0.15\r\n\r\n# Stats\r\nkeyspace_hits:10\r\n# Commandstats\r\ncmdstat_config|get:calls=2,usec=1213,usec_per_call=606.50,rejected_calls=0,failed_calls=0\r\n# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=0\r\n";
-        let info = parse_info(text);
-        assert_eq!(info.number("keyspace_hits"), Some(10.0));
-        assert_eq!(
-            info.fields.get("redis_version").map(String::as_str),
-            Some("7.0.15")
-        );
-        assert_eq!(info.keyspace.get(&0), Some(&(3.0, 1.0)));
-        assert_eq!(info.commands.get("config|get"), Some(&(2.0, 1213.0)));
+        if let Some(rejected) = stats.rejected_calls {
+            batch.single_labelled(
+                "redis_commands_rejected_calls_total",
+                MetricKind::Counter,
+                "Total number of calls per command refused before they ran",
+                &cmd,
+                rejected,
+            );
+        }
+        if let Some(failed) = stats.failed_calls {
+            batch.single_labelled(
+                "redis_commands_failed_calls_total",
+                MetricKind::Counter,
+                "Total number of calls per command that ran and failed",
+                &cmd,
+                failed,
+            );
+        }
     }
 }
