@@ -132,6 +132,10 @@ fn redis_metrics_match_redis_exporter() {
         redis.cli(&["SET", &format!("k{i}"), "v"]);
     }
     redis.cli(&["EXPIRE", "k0", "3600"]);
+    // A slowlog that is not empty, and that nothing adds to while both read it.
+    redis.cli(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
+    redis.cli(&["SET", "slow", "v"]);
+    redis.cli(&["CONFIG", "SET", "slowlog-log-slower-than", "1000000"]);
     for i in 0..30 {
         redis.cli(&["GET", &format!("k{i}")]);
     }
@@ -175,12 +179,21 @@ fn redis_metrics_match_redis_exporter() {
             "redis_rejected_connections_total",
             "redis_connected_slaves",
             "redis_blocked_clients",
+            "redis_slowlog_length",
+            "redis_slowlog_last_id",
+            "redis_last_slow_execution_duration_seconds",
+            "redis_config_io_threads",
         ],
         "",
     ) + assert_same(&ours, &theirs, STILL_INFO_FAMILIES, "");
     compared_commands(&ours, &theirs);
     assert!(compared >= 60, "only {compared} series compared");
     same_types(&ours, &theirs);
+    assert!(
+        ours.value("redis_slowlog_last_id")
+            .is_some_and(|id| id > 0.0),
+        "the slowlog entries made above are missing"
+    );
     // Moving figures agree within their motion.
     let close = |name: &str, tolerance: f64| {
         let (a, b) = (

@@ -1,8 +1,8 @@
-//! The Redis collector: hit rate, memory, evictions, clients, keyspace, per-command statistics,
-//! slowlog length and PING latency, under redis_exporter's names.
+//! The Redis collector: the INFO fields, keyspace, per-command statistics, slowlog and PING
+//! latency, under redis_exporter's names.
 //!
-//! Two round trips per collection on one persistent connection: `INFO ALL` with `SLOWLOG LEN`
-//! pipelined, then a timed `PING`.
+//! Two round trips per collection on one persistent connection: `INFO ALL`, `SLOWLOG LEN` and
+//! `SLOWLOG GET 1` pipelined, then a timed `PING`. `CONFIG GET` is read once per connection.
 
 mod info;
 mod resp;
@@ -28,6 +28,8 @@ pub struct RedisCollector {
     connection: Option<RespConnection>,
     /// `CONFIG GET databases`, read once per connection; `None` if CONFIG is not allowed.
     databases: Option<u32>,
+    /// `CONFIG GET io-threads`, read once per connection: the server reads it only at start.
+    io_threads: Option<f64>,
     previous_hits: Option<(f64, f64)>,
 }
 
@@ -51,6 +53,7 @@ impl RedisCollector {
             timeout: target.common.schedule.timeout,
             connection: None,
             databases: None,
+            io_threads: None,
             previous_hits: None,
         })
     }
@@ -74,29 +77,30 @@ impl RedisCollector {
                         message: format!("Redis {server}: no connection within {:?}", self.timeout),
                     })?
                     .map_err(&fail)?;
-                // Refused when CONFIG is not allowed to the user: databases are then unknown.
-                self.databases = match connection.command(&["CONFIG", "GET", "databases"]).await {
-                    Ok(Value::Array(Some(pair))) => match pair.get(1) {
-                        Some(Value::Bulk(Some(count))) => {
-                            std::str::from_utf8(count).ok().and_then(|c| c.parse().ok())
-                        }
-                        _ => None,
-                    },
-                    Ok(_) | Err(RespError::Server(_)) => None,
-                    Err(error) => return Err(fail(error)),
-                };
+                self.databases = config_number(&mut connection, "databases")
+                    .await
+                    .map_err(&fail)?;
+                self.io_threads = config_number(&mut connection, "io-threads")
+                    .await
+                    .map_err(&fail)?;
                 connection
             }
         };
         let replies = connection
-            .pipeline(&[&["INFO", "ALL"], &["SLOWLOG", "LEN"]])
+            .pipeline(&[
+                &["INFO", "ALL"],
+                &["SLOWLOG", "LEN"],
+                &["SLOWLOG", "GET", "1"],
+            ])
             .await
             .map_err(&fail)?;
-        let (info, slowlog_len) = match replies.as_slice() {
-            [Value::Bulk(Some(info)), Value::Integer(length)] => {
-                (String::from_utf8_lossy(info).into_owned(), *length)
-            }
-            [info, length] => {
+        let (info, slowlog_len, slowlog_last) = match replies.as_slice() {
+            [Value::Bulk(Some(info)), Value::Integer(length), last] => (
+                String::from_utf8_lossy(info).into_owned(),
+                *length,
+                slowlog_last(last).map_err(&fail)?,
+            ),
+            [info, length, _] => {
                 return Err(fail(RespError::Protocol(format!(
                     "INFO and SLOWLOG LEN answered {} and {}",
                     resp::describe(info),
@@ -127,6 +131,29 @@ impl RedisCollector {
             &labels.with(&[]),
             slowlog_len as f64,
         );
+        batch.single_labelled(
+            "redis_slowlog_last_id",
+            MetricKind::Gauge,
+            "Last id of slowlog",
+            &labels.with(&[]),
+            slowlog_last.id,
+        );
+        batch.single_labelled(
+            "redis_last_slow_execution_duration_seconds",
+            MetricKind::Gauge,
+            "The amount of time needed for last slow execution, in seconds",
+            &labels.with(&[]),
+            slowlog_last.duration_seconds,
+        );
+        if let Some(threads) = self.io_threads {
+            batch.single_labelled(
+                "redis_config_io_threads",
+                MetricKind::Gauge,
+                "config_io_threads metric",
+                &labels.with(&[]),
+                threads,
+            );
+        }
         batch.single_labelled(
             "prismwatch_redis_ping_seconds",
             MetricKind::Gauge,
@@ -227,6 +254,58 @@ impl Collector for RedisCollector {
     }
 }
 
+/// One setting by `CONFIG GET`, as a number. `None` when CONFIG is refused to the user (managed
+/// services rename or forbid it) or the setting is unknown to this server version.
+async fn config_number<T: std::str::FromStr>(
+    connection: &mut RespConnection,
+    name: &str,
+) -> Result<Option<T>, RespError> {
+    match connection.command(&["CONFIG", "GET", name]).await {
+        Ok(Value::Array(Some(pair))) => Ok(match pair.get(1) {
+            Some(Value::Bulk(Some(value))) => {
+                std::str::from_utf8(value).ok().and_then(|v| v.parse().ok())
+            }
+            _ => None,
+        }),
+        Ok(_) | Err(RespError::Server(_)) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// The newest slowlog entry's id and duration, both 0 when the slowlog is empty, as
+/// redis_exporter reports them.
+#[derive(Debug, Default, PartialEq)]
+struct SlowlogLast {
+    id: f64,
+    duration_seconds: f64,
+}
+
+/// Reads `SLOWLOG GET 1`: an array of entries, each `[id, timestamp, microseconds, args, ...]`.
+fn slowlog_last(reply: &Value) -> Result<SlowlogLast, RespError> {
+    let unexpected = || {
+        RespError::Protocol(format!(
+            "SLOWLOG GET answered {} where entries were expected",
+            resp::describe(reply)
+        ))
+    };
+    let Value::Array(Some(entries)) = reply else {
+        return Err(unexpected());
+    };
+    let Some(entry) = entries.first() else {
+        return Ok(SlowlogLast::default());
+    };
+    match entry {
+        Value::Array(Some(fields)) => match fields.as_slice() {
+            [Value::Integer(id), _, Value::Integer(micros), ..] => Ok(SlowlogLast {
+                id: *id as f64,
+                duration_seconds: *micros as f64 / 1e6,
+            }),
+            _ => Err(unexpected()),
+        },
+        _ => Err(unexpected()),
+    }
+}
+
 fn emit_keyspace(info: &Info, databases: Option<u32>, labels: &TargetLabels, batch: &mut Batch) {
     batch.family(
         "redis_db_keys",
@@ -295,6 +374,51 @@ fn emit_commands(info: &Info, labels: &TargetLabels, batch: &mut Batch) {
                 &cmd,
                 failed,
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: i64, micros: i64) -> Value {
+        Value::Array(Some(vec![
+            Value::Integer(id),
+            Value::Integer(1_796_228_943),
+            Value::Integer(micros),
+            Value::Array(Some(vec![Value::Bulk(Some(b"DEBUG".to_vec()))])),
+        ]))
+    }
+
+    #[test]
+    fn the_newest_slowlog_entry_gives_id_and_duration() {
+        let reply = Value::Array(Some(vec![entry(7, 12_500)]));
+        assert_eq!(
+            slowlog_last(&reply).ok(),
+            Some(SlowlogLast {
+                id: 7.0,
+                duration_seconds: 0.0125,
+            })
+        );
+    }
+
+    #[test]
+    fn an_empty_slowlog_gives_zeros() {
+        assert_eq!(
+            slowlog_last(&Value::Array(Some(Vec::new()))).ok(),
+            Some(SlowlogLast::default())
+        );
+    }
+
+    #[test]
+    fn a_slowlog_reply_of_another_shape_is_a_protocol_error() {
+        for reply in [
+            Value::Bulk(Some(b"x".to_vec())),
+            Value::Array(Some(vec![Value::Integer(1)])),
+            Value::Array(Some(vec![Value::Array(Some(vec![Value::Integer(1)]))])),
+        ] {
+            assert!(matches!(slowlog_last(&reply), Err(RespError::Protocol(_))));
         }
     }
 }
