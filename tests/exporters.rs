@@ -132,6 +132,8 @@ fn redis_metrics_match_redis_exporter() {
         redis.cli(&["SET", &format!("k{i}"), "v"]);
     }
     redis.cli(&["EXPIRE", "k0", "3600"]);
+    // One failed call: an error reply counted by type and by command.
+    redis.cli(&["INCR", "k1"]);
     // A slowlog that is not empty, and that nothing adds to while both read it.
     redis.cli(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
     redis.cli(&["SET", "slow", "v"]);
@@ -183,6 +185,8 @@ fn redis_metrics_match_redis_exporter() {
             "redis_slowlog_last_id",
             "redis_last_slow_execution_duration_seconds",
             "redis_config_io_threads",
+            "redis_instance_info",
+            "redis_errors_total",
         ],
         "",
     ) + assert_same(&ours, &theirs, STILL_INFO_FAMILIES, "");
@@ -213,6 +217,8 @@ fn redis_metrics_match_redis_exporter() {
     close("redis_memory_used_dataset_bytes", 256.0 * 1024.0);
     close("redis_memory_used_overhead_bytes", 256.0 * 1024.0);
     close("redis_start_time_seconds", 2.0);
+    // The server's sampled estimate for the one expiring key, which counts down.
+    close("redis_db_avg_ttl_seconds{db=\"db0\"}", 10.0);
     // The server's own CPU in the second or so between the two readings.
     for name in [
         "redis_cpu_sys_seconds_total",
@@ -300,9 +306,19 @@ fn same_types(ours: &Exposition, theirs: &Exposition) {
 
 /// Commands the test itself sent are counted the same by both.
 fn compared_commands(ours: &Exposition, theirs: &Exposition) {
-    for cmd in ["set", "get", "expire"] {
-        let key = format!("redis_commands_total{{cmd=\"{cmd}\"}}");
-        assert_eq!(ours.value(&key), theirs.value(&key), "{key}");
-        assert!(ours.value(&key).is_some(), "{key} missing");
+    for cmd in ["set", "get", "expire", "incr"] {
+        for family in [
+            "redis_commands_total",
+            "redis_commands_failed_calls_total",
+            "redis_commands_rejected_calls_total",
+        ] {
+            let key = format!("{family}{{cmd=\"{cmd}\"}}");
+            assert_eq!(ours.value(&key), theirs.value(&key), "{key}");
+            assert!(ours.value(&key).is_some(), "{key} missing");
+        }
     }
+    assert_eq!(
+        ours.value("redis_commands_failed_calls_total{cmd=\"incr\"}"),
+        Some(1.0)
+    );
 }

@@ -16,6 +16,10 @@ pub(super) struct Info {
     pub(super) fields: BTreeMap<String, String>,
     /// db index -> (keys, expires)
     pub(super) keyspace: BTreeMap<u32, (f64, f64)>,
+    /// db index -> the server's estimate of the mean TTL of its expiring keys, in milliseconds
+    pub(super) avg_ttl_ms: BTreeMap<u32, f64>,
+    /// error prefix (`ERR`, `WRONGTYPE`) -> replies with it, from `errorstat_` (Redis 6.2+)
+    pub(super) errors: BTreeMap<String, f64>,
     /// command -> its `cmdstat_` line
     pub(super) commands: BTreeMap<String, CommandStats>,
 }
@@ -65,6 +69,12 @@ pub(super) fn parse_info(text: &str) -> Info {
             let keys = get("keys").unwrap_or(0.0);
             info.keyspace
                 .insert(db, (keys, get("expires").unwrap_or(0.0)));
+            if let Some(avg_ttl) = get("avg_ttl") {
+                info.avg_ttl_ms.insert(db, avg_ttl);
+            }
+        } else if let Some(error) = key.strip_prefix("errorstat_") {
+            info.errors
+                .insert(error.to_string(), get("count").unwrap_or(0.0));
         } else if let Some(command) = key.strip_prefix("cmdstat_") {
             let stats = CommandStats {
                 calls: get("calls").unwrap_or(0.0),
@@ -417,7 +427,7 @@ mod tests {
 
     #[test]
     fn info_sections_are_split() {
-        let text = "# Server\r\nredis_version:7.0.15\r\n\r\n# Stats\r\nkeyspace_hits:10\r\n# Commandstats\r\ncmdstat_config|get:calls=2,usec=1213,usec_per_call=606.50,rejected_calls=0,failed_calls=1\r\n# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=0\r\n";
+        let text = "# Server\r\nredis_version:7.0.15\r\n\r\n# Stats\r\nkeyspace_hits:10\r\n# Commandstats\r\ncmdstat_config|get:calls=2,usec=1213,usec_per_call=606.50,rejected_calls=0,failed_calls=1\r\n# Errorstats\r\nerrorstat_WRONGTYPE:count=4\r\n# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=3599132\r\n";
         let info = parse_info(text);
         assert_eq!(info.number("keyspace_hits"), Some(10.0));
         assert_eq!(
@@ -425,6 +435,8 @@ mod tests {
             Some("7.0.15")
         );
         assert_eq!(info.keyspace.get(&0), Some(&(3.0, 1.0)));
+        assert_eq!(info.avg_ttl_ms.get(&0), Some(&3_599_132.0));
+        assert_eq!(info.errors.get("WRONGTYPE"), Some(&4.0));
         assert_eq!(
             info.commands.get("config|get"),
             Some(&CommandStats {

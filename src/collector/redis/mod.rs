@@ -162,14 +162,21 @@ impl RedisCollector {
             ping,
         );
         let text = |key: &str| info.fields.get(key).map(String::as_str).unwrap_or("");
+        // redis_exporter's labels, each empty when the server does not report it.
         batch.single_labelled(
             "redis_instance_info",
             MetricKind::Gauge,
             "Information about the Redis instance",
             &labels.with(&[
                 ("redis_version", text("redis_version")),
+                ("redis_build_id", text("redis_build_id")),
                 ("redis_mode", text("redis_mode")),
                 ("role", text("role")),
+                ("os", text("os")),
+                ("maxmemory_policy", text("maxmemory_policy")),
+                ("tcp_port", text("tcp_port")),
+                ("run_id", text("run_id")),
+                ("process_id", text("process_id")),
             ]),
             1.0,
         );
@@ -227,6 +234,7 @@ impl RedisCollector {
             );
         }
         emit_keyspace(&info, self.databases, labels, &mut batch);
+        emit_errors(&info, labels, &mut batch);
         emit_commands(&info, labels, &mut batch);
         Ok(batch)
     }
@@ -332,6 +340,29 @@ fn emit_keyspace(info: &Info, databases: Option<u32>, labels: &TargetLabels, bat
             "redis_db_keys_expiring",
             &labels.with(&[("db", &name)]),
             expires,
+        );
+    }
+    // redis_exporter gives a mean TTL only for the databases INFO lists, in seconds.
+    for (db, avg_ttl_ms) in &info.avg_ttl_ms {
+        batch.single_labelled(
+            "redis_db_avg_ttl_seconds",
+            MetricKind::Gauge,
+            "Avg TTL in seconds",
+            &labels.with(&[("db", &format!("db{db}"))]),
+            avg_ttl_ms / 1000.0,
+        );
+    }
+}
+
+/// Error replies by their first word, as redis_exporter's `redis_errors_total`.
+fn emit_errors(info: &Info, labels: &TargetLabels, batch: &mut Batch) {
+    for (error, count) in &info.errors {
+        batch.single_labelled(
+            "redis_errors_total",
+            MetricKind::Counter,
+            "Total number of errors per error type",
+            &labels.with(&[("err", error)]),
+            *count,
         );
     }
 }
