@@ -7,6 +7,7 @@
 mod info;
 mod resp;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use redis::{ConnectionInfo, IntoConnectionInfo};
@@ -235,6 +236,7 @@ impl RedisCollector {
         }
         emit_keyspace(&info, self.databases, labels, &mut batch);
         emit_errors(&info, labels, &mut batch);
+        emit_replication(&info, labels, &mut batch);
         emit_commands(&info, labels, &mut batch);
         Ok(batch)
     }
@@ -354,6 +356,123 @@ fn emit_keyspace(info: &Info, databases: Option<u32>, labels: &TargetLabels, bat
     }
 }
 
+/// A replica's link to its master, labelled with the master's address, and a master's
+/// replicas (`slave<n>:ip=..,port=..,state=..,offset=..,lag=..`), labelled with theirs, as
+/// redis_exporter. Redis lists each replica once, so the labels stay bounded.
+fn emit_replication(info: &Info, labels: &TargetLabels, batch: &mut Batch) {
+    let text = |key: &str| info.fields.get(key).map(String::as_str);
+    let (master_host, master_port) = (
+        text("master_host").unwrap_or(""),
+        text("master_port").unwrap_or(""),
+    );
+    if text("role") == Some("slave") {
+        batch.single_labelled(
+            "redis_slave_info",
+            MetricKind::Gauge,
+            "Information about the Redis slave",
+            &labels.with(&[
+                ("master_host", master_host),
+                ("master_port", master_port),
+                ("read_only", text("slave_read_only").unwrap_or("")),
+            ]),
+            1.0,
+        );
+    }
+    if let Some(status) = text("master_link_status") {
+        let master = labels.with(&[("master_host", master_host), ("master_port", master_port)]);
+        batch.single_labelled(
+            "redis_master_link_up",
+            MetricKind::Gauge,
+            "Master link status on Redis slave",
+            &master,
+            if status == "up" { 1.0 } else { 0.0 },
+        );
+        for (field, name, help) in [
+            (
+                "master_last_io_seconds_ago",
+                "redis_master_last_io_seconds_ago",
+                "Master last io seconds ago",
+            ),
+            (
+                "master_sync_in_progress",
+                "redis_master_sync_in_progress",
+                "Master sync in progress",
+            ),
+            (
+                "slave_repl_offset",
+                "redis_slave_repl_offset",
+                "Slave replication offset",
+            ),
+        ] {
+            // redis_exporter reads these as integers and reports 0 for anything else.
+            if let Some(raw) = text(field) {
+                let value = raw.parse::<i64>().map_or(0.0, |v| v as f64);
+                batch.single_labelled(name, MetricKind::Gauge, help, &master, value);
+            }
+        }
+    }
+    for (key, value) in &info.fields {
+        if let Some(replica) = connected_replica(key, value) {
+            let replica_labels = labels.with(&[
+                ("slave_ip", replica.ip),
+                ("slave_port", replica.port),
+                ("slave_state", replica.state),
+            ]);
+            batch.single_labelled(
+                "redis_connected_slave_offset_bytes",
+                MetricKind::Gauge,
+                "Offset of connected slave",
+                &replica_labels,
+                replica.offset,
+            );
+            if let Some(lag) = replica.lag {
+                batch.single_labelled(
+                    "redis_connected_slave_lag_seconds",
+                    MetricKind::Gauge,
+                    "Lag of connected slave",
+                    &replica_labels,
+                    lag,
+                );
+            }
+        }
+    }
+}
+
+/// One `slave<n>` line of a master's INFO replication section.
+#[derive(Debug, PartialEq)]
+struct ConnectedReplica<'a> {
+    ip: &'a str,
+    port: &'a str,
+    state: &'a str,
+    offset: f64,
+    /// Absent before Redis 3.0.
+    lag: Option<f64>,
+}
+
+/// Parses a `slave<n>` field; `None` for any other field or a malformed line.
+fn connected_replica<'a>(key: &str, value: &'a str) -> Option<ConnectedReplica<'a>> {
+    let index = key.strip_prefix("slave")?;
+    if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut pairs = BTreeMap::new();
+    for pair in value.split(',') {
+        let (name, text) = pair.split_once('=')?;
+        pairs.insert(name, text);
+    }
+    let lag = match pairs.get("lag") {
+        Some(lag) => Some(lag.parse().ok()?),
+        None => None,
+    };
+    Some(ConnectedReplica {
+        ip: pairs.get("ip").copied().unwrap_or(""),
+        port: pairs.get("port").copied().unwrap_or(""),
+        state: pairs.get("state").copied().unwrap_or(""),
+        offset: pairs.get("offset")?.parse().ok()?,
+        lag,
+    })
+}
+
 /// Error replies by their first word, as redis_exporter's `redis_errors_total`.
 fn emit_errors(info: &Info, labels: &TargetLabels, batch: &mut Batch) {
     for (error, count) in &info.errors {
@@ -420,6 +539,35 @@ mod tests {
             Value::Integer(micros),
             Value::Array(Some(vec![Value::Bulk(Some(b"DEBUG".to_vec()))])),
         ]))
+    }
+
+    #[test]
+    fn replica_lines_are_parsed() {
+        assert_eq!(
+            connected_replica(
+                "slave0",
+                "ip=127.0.0.1,port=6380,state=online,offset=1234,lag=1"
+            ),
+            Some(ConnectedReplica {
+                ip: "127.0.0.1",
+                port: "6380",
+                state: "online",
+                offset: 1234.0,
+                lag: Some(1.0),
+            })
+        );
+        assert_eq!(
+            connected_replica("slave1", "ip=10.0.0.2,port=6379,state=wait_bgsave,offset=0")
+                .map(|r| r.lag),
+            Some(None)
+        );
+        for (key, value) in [
+            ("slave_repl_offset", "1234"),
+            ("slave0", "ip=127.0.0.1,port=6380,state=online"),
+            ("slave0", "garbage"),
+        ] {
+            assert_eq!(connected_replica(key, value), None, "{key}:{value}");
+        }
     }
 
     #[test]
