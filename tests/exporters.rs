@@ -322,3 +322,73 @@ fn compared_commands(ours: &Exposition, theirs: &Exposition) {
         Some(1.0)
     );
 }
+
+#[test]
+fn redis_replica_metrics_match_redis_exporter() {
+    let exporter = require_program("prometheus-redis-exporter", "prometheus-redis-exporter");
+    let primary = Redis::start(&[]);
+    let port = primary.port.to_string();
+    let replica = Redis::start(&["--replicaof", "127.0.0.1", &port]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !replica
+        .cli(&["INFO", "replication"])
+        .contains("master_link_status:up")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replica did not connect"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let address = format!("127.0.0.1:{}", free_port());
+    let _peer = Peer(
+        Command::new(exporter)
+            .args([
+                "-web.listen-address",
+                &address,
+                "-redis.addr",
+                &replica.url(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis_exporter"),
+    );
+    let config = format!(
+        "[host]\ninterval = \"5s\"\n\n[[redis]]\nurl = \"{}\"\ninterval = \"1s\"\n",
+        replica.url()
+    );
+    let daemon = Daemon::start_ready(Some(&config), &[]);
+    wait_http_ok(&address, "/metrics");
+    let ours = wait_for(&daemon, "redis_master_link_up", 10, |e| {
+        e.keys_of("redis_master_link_up").len() == 1
+    })
+    .without_label("server");
+    let theirs = scrape(&address);
+    let compared = assert_same(
+        &ours,
+        &theirs,
+        &[
+            "redis_master_link_up",
+            "redis_master_sync_in_progress",
+            "redis_slave_info",
+            "redis_connected_slaves",
+        ],
+        "",
+    );
+    assert_eq!(compared, 4);
+    assert_eq!(
+        ours.value(&format!(
+            "redis_master_link_up{{master_host=\"127.0.0.1\",master_port=\"{port}\"}}"
+        )),
+        Some(1.0)
+    );
+    // Offsets move with the primary's pings, so only their series are compared.
+    for name in [
+        "redis_slave_repl_offset",
+        "redis_master_last_io_seconds_ago",
+    ] {
+        assert_eq!(ours.keys_of(name), theirs.keys_of(name), "{name}");
+        assert_eq!(ours.keys_of(name).len(), 1, "{name}");
+    }
+}
