@@ -328,6 +328,12 @@ fn redis_metrics_match_redis_exporter() {
         redis.cli(&["SET", &format!("k{i}"), "v"]);
     }
     redis.cli(&["EXPIRE", "k0", "3600"]);
+    // One failed call: an error reply counted by type and by command.
+    redis.cli(&["INCR", "k1"]);
+    // A slowlog that is not empty, and that nothing adds to while both read it.
+    redis.cli(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
+    redis.cli(&["SET", "slow", "v"]);
+    redis.cli(&["CONFIG", "SET", "slowlog-log-slower-than", "1000000"]);
     for i in 0..30 {
         redis.cli(&["GET", &format!("k{i}")]);
     }
@@ -371,11 +377,23 @@ fn redis_metrics_match_redis_exporter() {
             "redis_rejected_connections_total",
             "redis_connected_slaves",
             "redis_blocked_clients",
+            "redis_slowlog_length",
+            "redis_slowlog_last_id",
+            "redis_last_slow_execution_duration_seconds",
+            "redis_config_io_threads",
+            "redis_instance_info",
+            "redis_errors_total",
         ],
         "",
-    );
+    ) + assert_same(&ours, &theirs, STILL_INFO_FAMILIES, "");
     compared_commands(&ours, &theirs);
-    assert!(compared >= 25, "only {compared} series compared");
+    assert!(compared >= 60, "only {compared} series compared");
+    same_types(&ours, &theirs);
+    assert!(
+        ours.value("redis_slowlog_last_id")
+            .is_some_and(|id| id > 0.0),
+        "the slowlog entries made above are missing"
+    );
     // Moving figures agree within their motion.
     let close = |name: &str, tolerance: f64| {
         let (a, b) = (
@@ -392,13 +410,181 @@ fn redis_metrics_match_redis_exporter() {
     // used_memory counts client buffers too, and each exporter reads it while its own INFO
     // reply (about 100 KiB for redis_exporter's INFO ALL) sits in one.
     close("redis_memory_used_bytes", 256.0 * 1024.0);
+    close("redis_memory_used_dataset_bytes", 256.0 * 1024.0);
+    close("redis_memory_used_overhead_bytes", 256.0 * 1024.0);
+    close("redis_start_time_seconds", 2.0);
+    // The server's sampled estimate for the one expiring key, which counts down.
+    close("redis_db_avg_ttl_seconds{db=\"db0\"}", 10.0);
+    // The server's own CPU in the second or so between the two readings.
+    for name in [
+        "redis_cpu_sys_seconds_total",
+        "redis_cpu_user_seconds_total",
+        "redis_cpu_sys_main_thread_seconds_total",
+        "redis_cpu_user_main_thread_seconds_total",
+    ] {
+        close(name, 0.5);
+    }
+    // Each reading moves these: the INFO ALL request and its reply, plus our PING.
+    close("redis_net_input_bytes_total", 16.0 * 1024.0);
+    close("redis_net_output_bytes_total", 1024.0 * 1024.0);
+    close("redis_total_reads_processed", 100.0);
+    close("redis_total_writes_processed", 100.0);
+}
+
+/// INFO-derived families that do not move on an idle private server, so both readings agree
+/// exactly.
+const STILL_INFO_FAMILIES: &[&str] = &[
+    "redis_process_id",
+    "redis_config_maxmemory",
+    "redis_config_maxclients",
+    "redis_memory_used_startup_bytes",
+    "redis_memory_used_lua_bytes",
+    "redis_memory_used_scripts_bytes",
+    "redis_number_of_cached_scripts",
+    "redis_lazyfree_pending_objects",
+    "redis_active_defrag_running",
+    "redis_io_threads_active",
+    "redis_tracking_clients",
+    "redis_tracking_total_keys",
+    "redis_tracking_total_items",
+    "redis_tracking_total_prefixes",
+    "redis_pubsub_channels",
+    "redis_pubsub_patterns",
+    "redis_loading_dump_file",
+    "redis_rdb_changes_since_last_save",
+    "redis_rdb_bgsave_in_progress",
+    "redis_rdb_last_save_timestamp_seconds",
+    "redis_rdb_last_bgsave_status",
+    "redis_rdb_last_bgsave_duration_sec",
+    "redis_rdb_current_bgsave_duration_sec",
+    "redis_rdb_last_cow_size_bytes",
+    "redis_aof_enabled",
+    "redis_aof_rewrite_in_progress",
+    "redis_aof_rewrite_scheduled",
+    "redis_aof_last_rewrite_duration_sec",
+    "redis_aof_current_rewrite_duration_sec",
+    "redis_aof_last_bgrewrite_status",
+    "redis_aof_last_write_status",
+    "redis_aof_last_cow_size_bytes",
+    "redis_module_fork_in_progress",
+    "redis_latest_fork_seconds",
+    "redis_master_repl_offset",
+    "redis_second_repl_offset",
+    "redis_repl_backlog_is_active",
+    "redis_replication_backlog_bytes",
+    "redis_repl_backlog_first_byte_offset",
+    "redis_repl_backlog_history_bytes",
+    "redis_replica_resyncs_full",
+    "redis_replica_partial_resync_accepted",
+    "redis_replica_partial_resync_denied",
+    "redis_cpu_sys_children_seconds_total",
+    "redis_cpu_user_children_seconds_total",
+    "redis_total_error_replies",
+    "redis_unexpected_error_replies",
+    "redis_dump_payload_sanitizations",
+    "redis_cluster_enabled",
+];
+
+/// Every redis_* family both export has the same TYPE, so `rate()` and friends behave alike.
+fn same_types(ours: &Exposition, theirs: &Exposition) {
+    let differing: Vec<String> = ours
+        .types
+        .iter()
+        .filter(|(name, _)| name.starts_with("redis_"))
+        .filter_map(|(name, kind)| {
+            let their_kind = theirs.types.get(name)?;
+            (their_kind != kind)
+                .then(|| format!("{name}: prismwatch {kind}, exporter {their_kind}"))
+        })
+        .collect();
+    assert!(differing.is_empty(), "{}", differing.join("\n"));
 }
 
 /// Commands the test itself sent are counted the same by both.
 fn compared_commands(ours: &Exposition, theirs: &Exposition) {
-    for cmd in ["set", "get", "expire"] {
-        let key = format!("redis_commands_total{{cmd=\"{cmd}\"}}");
-        assert_eq!(ours.value(&key), theirs.value(&key), "{key}");
-        assert!(ours.value(&key).is_some(), "{key} missing");
+    for cmd in ["set", "get", "expire", "incr"] {
+        for family in [
+            "redis_commands_total",
+            "redis_commands_failed_calls_total",
+            "redis_commands_rejected_calls_total",
+        ] {
+            let key = format!("{family}{{cmd=\"{cmd}\"}}");
+            assert_eq!(ours.value(&key), theirs.value(&key), "{key}");
+            assert!(ours.value(&key).is_some(), "{key} missing");
+        }
+    }
+    assert_eq!(
+        ours.value("redis_commands_failed_calls_total{cmd=\"incr\"}"),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn redis_replica_metrics_match_redis_exporter() {
+    let exporter = require_program("prometheus-redis-exporter", "prometheus-redis-exporter");
+    let primary = Redis::start(&[]);
+    let port = primary.port.to_string();
+    let replica = Redis::start(&["--replicaof", "127.0.0.1", &port]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !replica
+        .cli(&["INFO", "replication"])
+        .contains("master_link_status:up")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replica did not connect"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let address = format!("127.0.0.1:{}", free_port());
+    let _peer = Peer(
+        Command::new(exporter)
+            .args([
+                "-web.listen-address",
+                &address,
+                "-redis.addr",
+                &replica.url(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis_exporter"),
+    );
+    let config = format!(
+        "[host]\ninterval = \"5s\"\n\n[[redis]]\nurl = \"{}\"\ninterval = \"1s\"\n",
+        replica.url()
+    );
+    let daemon = Daemon::start_ready(Some(&config), &[]);
+    wait_http_ok(&address, "/metrics");
+    let ours = wait_for(&daemon, "redis_master_link_up", 10, |e| {
+        e.keys_of("redis_master_link_up").len() == 1
+    })
+    .without_label("server");
+    let theirs = scrape(&address);
+    let compared = assert_same(
+        &ours,
+        &theirs,
+        &[
+            "redis_master_link_up",
+            "redis_master_sync_in_progress",
+            "redis_slave_info",
+            "redis_connected_slaves",
+        ],
+        "",
+    );
+    assert_eq!(compared, 4);
+    assert_eq!(
+        ours.value(&format!(
+            "redis_master_link_up{{master_host=\"127.0.0.1\",master_port=\"{port}\"}}"
+        )),
+        Some(1.0)
+    );
+    // Offsets move with the primary's pings, so only their series are compared.
+    for name in [
+        "redis_slave_repl_offset",
+        "redis_master_last_io_seconds_ago",
+    ] {
+        assert_eq!(ours.keys_of(name), theirs.keys_of(name), "{name}");
+        assert_eq!(ours.keys_of(name).len(), 1, "{name}");
     }
 }

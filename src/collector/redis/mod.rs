@@ -1,9 +1,10 @@
-//! The Redis collector: hit rate, memory, evictions, clients, keyspace, per-command statistics,
-//! slowlog length and PING latency, under redis_exporter's names.
+//! The Redis collector: the INFO fields, keyspace, per-command statistics, slowlog and PING
+//! latency, under redis_exporter's names.
 //!
-//! Two round trips per collection on one persistent connection: `INFO ALL` with `SLOWLOG LEN`
-//! pipelined, then a timed `PING`.
+//! Two round trips per collection on one persistent connection: `INFO ALL`, `SLOWLOG LEN` and
+//! `SLOWLOG GET 1` pipelined, then a timed `PING`. `CONFIG GET` is read once per connection.
 
+mod info;
 mod resp;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use redis::{ConnectionInfo, IntoConnectionInfo};
 use tokio::time::Instant;
 
+use self::info::{Info, parse_info};
 use self::resp::{RespConnection, RespError, Value};
 use super::{CollectError, Collector, FailureKind, TargetLabels};
 use crate::config::RedisTarget;
@@ -27,6 +29,8 @@ pub struct RedisCollector {
     connection: Option<RespConnection>,
     /// `CONFIG GET databases`, read once per connection; `None` if CONFIG is not allowed.
     databases: Option<u32>,
+    /// `CONFIG GET io-threads`, read once per connection: the server reads it only at start.
+    io_threads: Option<f64>,
     previous_hits: Option<(f64, f64)>,
 }
 
@@ -50,6 +54,7 @@ impl RedisCollector {
             timeout: target.common.schedule.timeout,
             connection: None,
             databases: None,
+            io_threads: None,
             previous_hits: None,
         })
     }
@@ -73,29 +78,30 @@ impl RedisCollector {
                         message: format!("Redis {server}: no connection within {:?}", self.timeout),
                     })?
                     .map_err(&fail)?;
-                // Refused when CONFIG is not allowed to the user: databases are then unknown.
-                self.databases = match connection.command(&["CONFIG", "GET", "databases"]).await {
-                    Ok(Value::Array(Some(pair))) => match pair.get(1) {
-                        Some(Value::Bulk(Some(count))) => {
-                            std::str::from_utf8(count).ok().and_then(|c| c.parse().ok())
-                        }
-                        _ => None,
-                    },
-                    Ok(_) | Err(RespError::Server(_)) => None,
-                    Err(error) => return Err(fail(error)),
-                };
+                self.databases = config_number(&mut connection, "databases")
+                    .await
+                    .map_err(&fail)?;
+                self.io_threads = config_number(&mut connection, "io-threads")
+                    .await
+                    .map_err(&fail)?;
                 connection
             }
         };
         let replies = connection
-            .pipeline(&[&["INFO", "ALL"], &["SLOWLOG", "LEN"]])
+            .pipeline(&[
+                &["INFO", "ALL"],
+                &["SLOWLOG", "LEN"],
+                &["SLOWLOG", "GET", "1"],
+            ])
             .await
             .map_err(&fail)?;
-        let (info, slowlog_len) = match replies.as_slice() {
-            [Value::Bulk(Some(info)), Value::Integer(length)] => {
-                (String::from_utf8_lossy(info).into_owned(), *length)
-            }
-            [info, length] => {
+        let (info, slowlog_len, slowlog_last) = match replies.as_slice() {
+            [Value::Bulk(Some(info)), Value::Integer(length), last] => (
+                String::from_utf8_lossy(info).into_owned(),
+                *length,
+                slowlog_last(last).map_err(&fail)?,
+            ),
+            [info, length, _] => {
                 return Err(fail(RespError::Protocol(format!(
                     "INFO and SLOWLOG LEN answered {} and {}",
                     resp::describe(info),
@@ -127,6 +133,29 @@ impl RedisCollector {
             slowlog_len as f64,
         );
         batch.single_labelled(
+            "redis_slowlog_last_id",
+            MetricKind::Gauge,
+            "Last id of slowlog",
+            &labels.with(&[]),
+            slowlog_last.id,
+        );
+        batch.single_labelled(
+            "redis_last_slow_execution_duration_seconds",
+            MetricKind::Gauge,
+            "The amount of time needed for last slow execution, in seconds",
+            &labels.with(&[]),
+            slowlog_last.duration_seconds,
+        );
+        if let Some(threads) = self.io_threads {
+            batch.single_labelled(
+                "redis_config_io_threads",
+                MetricKind::Gauge,
+                "config_io_threads metric",
+                &labels.with(&[]),
+                threads,
+            );
+        }
+        batch.single_labelled(
             "prismwatch_redis_ping_seconds",
             MetricKind::Gauge,
             "Round trip of a PING to the server.",
@@ -134,29 +163,33 @@ impl RedisCollector {
             ping,
         );
         let text = |key: &str| info.fields.get(key).map(String::as_str).unwrap_or("");
+        // redis_exporter's labels, each empty when the server does not report it.
         batch.single_labelled(
             "redis_instance_info",
             MetricKind::Gauge,
             "Information about the Redis instance",
             &labels.with(&[
                 ("redis_version", text("redis_version")),
+                ("redis_build_id", text("redis_build_id")),
                 ("redis_mode", text("redis_mode")),
                 ("role", text("role")),
+                ("os", text("os")),
+                ("maxmemory_policy", text("maxmemory_policy")),
+                ("tcp_port", text("tcp_port")),
+                ("run_id", text("run_id")),
+                ("process_id", text("process_id")),
             ]),
             1.0,
         );
-        for (field, name, kind, help) in INFO_FIELDS {
-            if let Some(value) = info.number(field) {
-                batch.single_labelled(name, *kind, help, &labels.with(&[]), value);
-            }
-        }
-        if let Some(value) = info.number("maxclients") {
+        let now_unix_seconds = crate::collector::schedule::now_ms().div_euclid(1000);
+        for sample in info::info_series(&info, now_unix_seconds) {
+            let help = sample.help();
             batch.single_labelled(
-                "redis_config_maxclients",
-                MetricKind::Gauge,
-                "config_maxclients metric",
+                sample.name,
+                sample.kind,
+                &help,
                 &labels.with(&[]),
-                value,
+                sample.value,
             );
         }
         let (hits, misses) = (
@@ -202,6 +235,8 @@ impl RedisCollector {
             );
         }
         emit_keyspace(&info, self.databases, labels, &mut batch);
+        emit_errors(&info, labels, &mut batch);
+        emit_replication(&info, labels, &mut batch);
         emit_commands(&info, labels, &mut batch);
         Ok(batch)
     }
@@ -229,179 +264,56 @@ impl Collector for RedisCollector {
     }
 }
 
-/// INFO fields exported under redis_exporter's names.
-const INFO_FIELDS: &[(&str, &str, MetricKind, &str)] = &[
-    (
-        "uptime_in_seconds",
-        "redis_uptime_in_seconds",
-        MetricKind::Gauge,
-        "uptime_in_seconds metric",
-    ),
-    (
-        "connected_clients",
-        "redis_connected_clients",
-        MetricKind::Gauge,
-        "connected_clients metric",
-    ),
-    (
-        "blocked_clients",
-        "redis_blocked_clients",
-        MetricKind::Gauge,
-        "blocked_clients metric",
-    ),
-    (
-        "connected_slaves",
-        "redis_connected_slaves",
-        MetricKind::Gauge,
-        "connected_slaves metric",
-    ),
-    (
-        "rejected_connections",
-        "redis_rejected_connections_total",
-        MetricKind::Counter,
-        "rejected_connections metric",
-    ),
-    (
-        "total_connections_received",
-        "redis_connections_received_total",
-        MetricKind::Counter,
-        "connections_received_total metric",
-    ),
-    (
-        "used_memory",
-        "redis_memory_used_bytes",
-        MetricKind::Gauge,
-        "memory_used_bytes metric",
-    ),
-    (
-        "used_memory_rss",
-        "redis_memory_used_rss_bytes",
-        MetricKind::Gauge,
-        "memory_used_rss_bytes metric",
-    ),
-    (
-        "used_memory_peak",
-        "redis_memory_used_peak_bytes",
-        MetricKind::Gauge,
-        "memory_used_peak_bytes metric",
-    ),
-    (
-        "maxmemory",
-        "redis_memory_max_bytes",
-        MetricKind::Gauge,
-        "memory_max_bytes metric",
-    ),
-    (
-        "total_system_memory",
-        "redis_total_system_memory_bytes",
-        MetricKind::Gauge,
-        "total_system_memory_bytes metric",
-    ),
-    (
-        "mem_fragmentation_ratio",
-        "redis_mem_fragmentation_ratio",
-        MetricKind::Gauge,
-        "mem_fragmentation_ratio metric",
-    ),
-    (
-        "keyspace_hits",
-        "redis_keyspace_hits_total",
-        MetricKind::Counter,
-        "keyspace_hits_total metric",
-    ),
-    (
-        "keyspace_misses",
-        "redis_keyspace_misses_total",
-        MetricKind::Counter,
-        "keyspace_misses_total metric",
-    ),
-    (
-        "evicted_keys",
-        "redis_evicted_keys_total",
-        MetricKind::Counter,
-        "evicted_keys_total metric",
-    ),
-    (
-        "expired_keys",
-        "redis_expired_keys_total",
-        MetricKind::Counter,
-        "expired_keys_total metric",
-    ),
-    (
-        "instantaneous_ops_per_sec",
-        "redis_instantaneous_ops_per_sec",
-        MetricKind::Gauge,
-        "instantaneous_ops_per_sec metric",
-    ),
-    (
-        "total_commands_processed",
-        "redis_commands_processed_total",
-        MetricKind::Counter,
-        "commands_processed_total metric",
-    ),
-    (
-        "rdb_last_save_time",
-        "redis_rdb_last_save_timestamp_seconds",
-        MetricKind::Gauge,
-        "rdb_last_save_timestamp_seconds metric",
-    ),
-    (
-        "rdb_changes_since_last_save",
-        "redis_rdb_changes_since_last_save",
-        MetricKind::Gauge,
-        "rdb_changes_since_last_save metric",
-    ),
-];
-
-/// `INFO ALL`, split into plain fields, keyspace lines and command statistics.
-#[derive(Debug, Default)]
-struct Info {
-    fields: BTreeMap<String, String>,
-    /// db index -> (keys, expires)
-    keyspace: BTreeMap<u32, (f64, f64)>,
-    /// command -> (calls, microseconds)
-    commands: BTreeMap<String, (f64, f64)>,
-}
-
-impl Info {
-    fn number(&self, key: &str) -> Option<f64> {
-        self.fields.get(key)?.parse().ok()
+/// One setting by `CONFIG GET`, as a number. `None` when CONFIG is refused to the user (managed
+/// services rename or forbid it) or the setting is unknown to this server version.
+async fn config_number<T: std::str::FromStr>(
+    connection: &mut RespConnection,
+    name: &str,
+) -> Result<Option<T>, RespError> {
+    match connection.command(&["CONFIG", "GET", name]).await {
+        Ok(Value::Array(Some(pair))) => Ok(match pair.get(1) {
+            Some(Value::Bulk(Some(value))) => {
+                std::str::from_utf8(value).ok().and_then(|v| v.parse().ok())
+            }
+            _ => None,
+        }),
+        Ok(_) | Err(RespError::Server(_)) => Ok(None),
+        Err(error) => Err(error),
     }
 }
 
-fn parse_info(text: &str) -> Info {
-    let mut info = Info::default();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let Some((key, value)) = line.split_once(':') else {
-            continue;
-        };
-        let pairs = || value.split(',').filter_map(|pair| pair.split_once('='));
-        if let Some(db) = key.strip_prefix("db").and_then(|n| n.parse::<u32>().ok()) {
-            let get = |name: &str| {
-                pairs()
-                    .find(|(k, _)| *k == name)
-                    .and_then(|(_, v)| v.parse().ok())
-                    .unwrap_or(0.0)
-            };
-            info.keyspace.insert(db, (get("keys"), get("expires")));
-        } else if let Some(command) = key.strip_prefix("cmdstat_") {
-            let get = |name: &str| {
-                pairs()
-                    .find(|(k, _)| *k == name)
-                    .and_then(|(_, v)| v.parse().ok())
-                    .unwrap_or(0.0)
-            };
-            info.commands
-                .insert(command.to_string(), (get("calls"), get("usec")));
-        } else {
-            info.fields.insert(key.to_string(), value.to_string());
-        }
+/// The newest slowlog entry's id and duration, both 0 when the slowlog is empty, as
+/// redis_exporter reports them.
+#[derive(Debug, Default, PartialEq)]
+struct SlowlogLast {
+    id: f64,
+    duration_seconds: f64,
+}
+
+/// Reads `SLOWLOG GET 1`: an array of entries, each `[id, timestamp, microseconds, args, ...]`.
+fn slowlog_last(reply: &Value) -> Result<SlowlogLast, RespError> {
+    let unexpected = || {
+        RespError::Protocol(format!(
+            "SLOWLOG GET answered {} where entries were expected",
+            resp::describe(reply)
+        ))
+    };
+    let Value::Array(Some(entries)) = reply else {
+        return Err(unexpected());
+    };
+    let Some(entry) = entries.first() else {
+        return Ok(SlowlogLast::default());
+    };
+    match entry {
+        Value::Array(Some(fields)) => match fields.as_slice() {
+            [Value::Integer(id), _, Value::Integer(micros), ..] => Ok(SlowlogLast {
+                id: *id as f64,
+                duration_seconds: *micros as f64 / 1e6,
+            }),
+            _ => Err(unexpected()),
+        },
+        _ => Err(unexpected()),
     }
-    info
 }
 
 fn emit_keyspace(info: &Info, databases: Option<u32>, labels: &TargetLabels, batch: &mut Batch) {
@@ -432,8 +344,150 @@ fn emit_keyspace(info: &Info, databases: Option<u32>, labels: &TargetLabels, bat
             expires,
         );
     }
+    // redis_exporter gives a mean TTL only for the databases INFO lists, in seconds.
+    for (db, avg_ttl_ms) in &info.avg_ttl_ms {
+        batch.single_labelled(
+            "redis_db_avg_ttl_seconds",
+            MetricKind::Gauge,
+            "Avg TTL in seconds",
+            &labels.with(&[("db", &format!("db{db}"))]),
+            avg_ttl_ms / 1000.0,
+        );
+    }
 }
 
+/// A replica's link to its master, labelled with the master's address, and a master's
+/// replicas (`slave<n>:ip=..,port=..,state=..,offset=..,lag=..`), labelled with theirs, as
+/// redis_exporter. Redis lists each replica once, so the labels stay bounded.
+fn emit_replication(info: &Info, labels: &TargetLabels, batch: &mut Batch) {
+    let text = |key: &str| info.fields.get(key).map(String::as_str);
+    let (master_host, master_port) = (
+        text("master_host").unwrap_or(""),
+        text("master_port").unwrap_or(""),
+    );
+    if text("role") == Some("slave") {
+        batch.single_labelled(
+            "redis_slave_info",
+            MetricKind::Gauge,
+            "Information about the Redis slave",
+            &labels.with(&[
+                ("master_host", master_host),
+                ("master_port", master_port),
+                ("read_only", text("slave_read_only").unwrap_or("")),
+            ]),
+            1.0,
+        );
+    }
+    if let Some(status) = text("master_link_status") {
+        let master = labels.with(&[("master_host", master_host), ("master_port", master_port)]);
+        batch.single_labelled(
+            "redis_master_link_up",
+            MetricKind::Gauge,
+            "Master link status on Redis slave",
+            &master,
+            if status == "up" { 1.0 } else { 0.0 },
+        );
+        for (field, name, help) in [
+            (
+                "master_last_io_seconds_ago",
+                "redis_master_last_io_seconds_ago",
+                "Master last io seconds ago",
+            ),
+            (
+                "master_sync_in_progress",
+                "redis_master_sync_in_progress",
+                "Master sync in progress",
+            ),
+            (
+                "slave_repl_offset",
+                "redis_slave_repl_offset",
+                "Slave replication offset",
+            ),
+        ] {
+            // redis_exporter reads these as integers and reports 0 for anything else.
+            if let Some(raw) = text(field) {
+                let value = raw.parse::<i64>().map_or(0.0, |v| v as f64);
+                batch.single_labelled(name, MetricKind::Gauge, help, &master, value);
+            }
+        }
+    }
+    for (key, value) in &info.fields {
+        if let Some(replica) = connected_replica(key, value) {
+            let replica_labels = labels.with(&[
+                ("slave_ip", replica.ip),
+                ("slave_port", replica.port),
+                ("slave_state", replica.state),
+            ]);
+            batch.single_labelled(
+                "redis_connected_slave_offset_bytes",
+                MetricKind::Gauge,
+                "Offset of connected slave",
+                &replica_labels,
+                replica.offset,
+            );
+            if let Some(lag) = replica.lag {
+                batch.single_labelled(
+                    "redis_connected_slave_lag_seconds",
+                    MetricKind::Gauge,
+                    "Lag of connected slave",
+                    &replica_labels,
+                    lag,
+                );
+            }
+        }
+    }
+}
+
+/// One `slave<n>` line of a master's INFO replication section.
+#[derive(Debug, PartialEq)]
+struct ConnectedReplica<'a> {
+    ip: &'a str,
+    port: &'a str,
+    state: &'a str,
+    offset: f64,
+    /// Absent before Redis 3.0.
+    lag: Option<f64>,
+}
+
+/// Parses a `slave<n>` field; `None` for any other field or a malformed line.
+fn connected_replica<'a>(key: &str, value: &'a str) -> Option<ConnectedReplica<'a>> {
+    let index = key.strip_prefix("slave")?;
+    if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut pairs = BTreeMap::new();
+    for pair in value.split(',') {
+        let (name, text) = pair.split_once('=')?;
+        pairs.insert(name, text);
+    }
+    let lag = match pairs.get("lag") {
+        Some(lag) => Some(lag.parse().ok()?),
+        None => None,
+    };
+    Some(ConnectedReplica {
+        ip: pairs.get("ip").copied().unwrap_or(""),
+        port: pairs.get("port").copied().unwrap_or(""),
+        state: pairs.get("state").copied().unwrap_or(""),
+        offset: pairs.get("offset")?.parse().ok()?,
+        lag,
+    })
+}
+
+/// Error replies by their first word, as redis_exporter's `redis_errors_total`.
+fn emit_errors(info: &Info, labels: &TargetLabels, batch: &mut Batch) {
+    for (error, count) in &info.errors {
+        batch.single_labelled(
+            "redis_errors_total",
+            MetricKind::Counter,
+            "Total number of errors per error type",
+            &labels.with(&[("err", error)]),
+            *count,
+        );
+    }
+}
+
+/// Per-command calls and time; failed and rejected calls where the server counts them (Redis
+/// 6.2 and later), as redis_exporter.
 fn emit_commands(info: &Info, labels: &TargetLabels, batch: &mut Batch) {
     batch.family(
         "redis_commands_total",
@@ -445,17 +499,32 @@ fn emit_commands(info: &Info, labels: &TargetLabels, batch: &mut Batch) {
         MetricKind::Counter,
         "Total amount of time in seconds spent per command",
     );
-    for (command, (calls, usec)) in &info.commands {
-        batch.push(
-            "redis_commands_total",
-            &labels.with(&[("cmd", command)]),
-            *calls,
-        );
+    for (command, stats) in &info.commands {
+        let cmd = labels.with(&[("cmd", command)]);
+        batch.push("redis_commands_total", &cmd, stats.calls);
         batch.push(
             "redis_commands_duration_seconds_total",
-            &labels.with(&[("cmd", command)]),
-            usec / 1e6,
+            &cmd,
+            stats.usec / 1e6,
         );
+        if let Some(rejected) = stats.rejected_calls {
+            batch.single_labelled(
+                "redis_commands_rejected_calls_total",
+                MetricKind::Counter,
+                "Total number of calls per command refused before they ran",
+                &cmd,
+                rejected,
+            );
+        }
+        if let Some(failed) = stats.failed_calls {
+            batch.single_labelled(
+                "redis_commands_failed_calls_total",
+                MetricKind::Counter,
+                "Total number of calls per command that ran and failed",
+                &cmd,
+                failed,
+            );
+        }
     }
 }
 
@@ -463,16 +532,72 @@ fn emit_commands(info: &Info, labels: &TargetLabels, batch: &mut Batch) {
 mod tests {
     use super::*;
 
+    fn entry(id: i64, micros: i64) -> Value {
+        Value::Array(Some(vec![
+            Value::Integer(id),
+            Value::Integer(1_796_228_943),
+            Value::Integer(micros),
+            Value::Array(Some(vec![Value::Bulk(Some(b"DEBUG".to_vec()))])),
+        ]))
+    }
+
     #[test]
-    fn info_sections_are_split() {
-        let text = "# Server\r\nredis_version:7.0.15\r\n\r\n# Stats\r\nkeyspace_hits:10\r\n# Commandstats\r\ncmdstat_config|get:calls=2,usec=1213,usec_per_call=606.50,rejected_calls=0,failed_calls=0\r\n# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=0\r\n";
-        let info = parse_info(text);
-        assert_eq!(info.number("keyspace_hits"), Some(10.0));
+    fn replica_lines_are_parsed() {
         assert_eq!(
-            info.fields.get("redis_version").map(String::as_str),
-            Some("7.0.15")
+            connected_replica(
+                "slave0",
+                "ip=127.0.0.1,port=6380,state=online,offset=1234,lag=1"
+            ),
+            Some(ConnectedReplica {
+                ip: "127.0.0.1",
+                port: "6380",
+                state: "online",
+                offset: 1234.0,
+                lag: Some(1.0),
+            })
         );
-        assert_eq!(info.keyspace.get(&0), Some(&(3.0, 1.0)));
-        assert_eq!(info.commands.get("config|get"), Some(&(2.0, 1213.0)));
+        assert_eq!(
+            connected_replica("slave1", "ip=10.0.0.2,port=6379,state=wait_bgsave,offset=0")
+                .map(|r| r.lag),
+            Some(None)
+        );
+        for (key, value) in [
+            ("slave_repl_offset", "1234"),
+            ("slave0", "ip=127.0.0.1,port=6380,state=online"),
+            ("slave0", "garbage"),
+        ] {
+            assert_eq!(connected_replica(key, value), None, "{key}:{value}");
+        }
+    }
+
+    #[test]
+    fn the_newest_slowlog_entry_gives_id_and_duration() {
+        let reply = Value::Array(Some(vec![entry(7, 12_500)]));
+        assert_eq!(
+            slowlog_last(&reply).ok(),
+            Some(SlowlogLast {
+                id: 7.0,
+                duration_seconds: 0.0125,
+            })
+        );
+    }
+
+    #[test]
+    fn an_empty_slowlog_gives_zeros() {
+        assert_eq!(
+            slowlog_last(&Value::Array(Some(Vec::new()))).ok(),
+            Some(SlowlogLast::default())
+        );
+    }
+
+    #[test]
+    fn a_slowlog_reply_of_another_shape_is_a_protocol_error() {
+        for reply in [
+            Value::Bulk(Some(b"x".to_vec())),
+            Value::Array(Some(vec![Value::Integer(1)])),
+            Value::Array(Some(vec![Value::Array(Some(vec![Value::Integer(1)]))])),
+        ] {
+            assert!(matches!(slowlog_last(&reply), Err(RespError::Protocol(_))));
+        }
     }
 }
