@@ -10,14 +10,17 @@ use common::{Daemon, require_program};
 
 /// Lints promtool reports on names we keep for compatibility: node_exporter's camelCase memory
 /// fields, postgres_exporter's `_count` gauges and its pg_stat_database counters without
-/// `_total`, and redis_exporter's `redis_instantaneous_ops_per_sec`. Our own `prismwatch_*` metrics must have none.
+/// `_total`, and redis_exporter's names and types for INFO fields (`*_sec`, counters without
+/// `_total`, a gauge with it; `redis_metrics_match_redis_exporter` checks each family has the
+/// exporter's type). Our own `prismwatch_*` metrics must have none.
 fn is_inherited_lint(line: &str) -> bool {
     let name = line.split_whitespace().next().unwrap_or("");
     (name.starts_with("node_memory_") && line.contains("camelCase"))
         || (matches!(name, "pg_stat_activity_count" | "pg_locks_count")
             && line.contains("\"_count\" suffix"))
         || (name.starts_with("pg_stat_database_") && line.contains("\"_total\" suffix"))
-        || (name == "redis_instantaneous_ops_per_sec" && line.contains("abbreviated units"))
+        || (name.starts_with("redis_")
+            && (line.contains("abbreviated units") || line.contains("\"_total\" suffix")))
 }
 
 #[test]
