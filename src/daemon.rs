@@ -96,6 +96,12 @@ pub async fn run(
         queries: Arc::new(http::query::QueryLimits::new(config.query)),
     };
 
+    // Before serving: a SIGTERM that arrives as soon as /readyz answers still drains cleanly.
+    let mut terminate =
+        signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    let mut hangup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
     let mut server = Server::start(&config, state.clone(), &tracker, &shutdown).await?;
     let mut collectors = Collectors::start(
         &config, &history, &readiness, &status, &spend, &tracker, &shutdown,
@@ -120,11 +126,6 @@ pub async fn run(
     ]);
 
     let mut current = config;
-    let mut terminate =
-        signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
-    let mut interrupt =
-        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
-    let mut hangup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
     // The Alertmanager file is watched like the rule files: a change reloads as SIGHUP does.
     let mut alerting_poll = tokio::time::interval(ALERTING_POLL);
     alerting_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
