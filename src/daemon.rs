@@ -102,10 +102,12 @@ pub async fn run(
     let mut interrupt =
         signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
-    let mut server = Server::start(&config, state.clone(), &tracker, &shutdown).await?;
+    // Collectors register with the readiness before the server answers /readyz, so "ready"
+    // always means every collector has run once.
     let mut collectors = Collectors::start(
         &config, &history, &readiness, &status, &spend, &tracker, &shutdown,
     );
+    let mut server = Server::start(&config, state.clone(), &tracker, &shutdown).await?;
     spawn_maintenance(&history, &tracker, &shutdown);
     crate::self_metrics::spawn(telemetry.clone(), &history, &tracker, &shutdown);
     spawn_upkeep(telemetry, &tracker, &shutdown);
@@ -464,6 +466,8 @@ impl Collectors {
     ) {
         let name = collector.name().to_string();
         self.sources.push(name.clone());
+        // Now, not when the task first runs: /readyz must not say ready before it has.
+        readiness.expect(&name);
         tracker.spawn(
             run_collector(
                 collector,
