@@ -111,7 +111,49 @@ pub fn format_message(mail: &MailParts) -> Result<Vec<u8>, EmailError> {
             mail.html.clone(),
         ))
         .map_err(|e| EmailError::Invalid(format!("cannot build the mail: {e}")))?;
-    Ok(message.formatted())
+    Ok(fold_long_headers(&message.formatted()))
+}
+
+/// Folds header lines longer than RFC 5322's 998 characters after their commas (a `To` of a
+/// hundred recipients is one line as lettre writes it, and servers refuse it with "line too
+/// long"). Shorter lines and the body are left as they are.
+fn fold_long_headers(raw: &[u8]) -> Vec<u8> {
+    const LIMIT: usize = 998;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(raw.len(), |at| at + 2);
+    let (head, body) = raw.split_at(split);
+    if head
+        .split(|b| *b == b'\n')
+        .all(|line| line.len() <= LIMIT + 1)
+    {
+        return raw.to_vec();
+    }
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 32);
+    for line in head.split_inclusive(|b| *b == b'\n') {
+        if line.len() <= LIMIT + 2 {
+            out.extend_from_slice(line);
+            continue;
+        }
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end_matches(['\r', '\n']);
+        let mut width = 0;
+        for (index, piece) in text.split_inclusive(", ").enumerate() {
+            if index > 0 && width + piece.len() > 76 {
+                out.extend_from_slice(b"\r\n ");
+                width = 1;
+            }
+            out.extend_from_slice(piece.trim_end_matches(' ').as_bytes());
+            if piece.ends_with(' ') {
+                out.push(b' ');
+            }
+            width += piece.len();
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(body);
+    out
 }
 
 /// The address part of `Name <user@host>` or `user@host`.
@@ -253,6 +295,24 @@ mod tests {
             text: "plain body".into(),
             html: "<p>html body</p>".into(),
         }
+    }
+
+    #[test]
+    fn a_hundred_recipients_fit_the_line_limit() {
+        let mut parts = mail();
+        parts.to = (0..100).map(|i| format!("r{i}@example.com")).collect();
+        let raw = String::from_utf8(format_message(&parts).expect("formats")).expect("utf-8");
+        assert!(raw.split("\r\n").all(|line| line.len() <= 998), "{raw}");
+        let head = raw
+            .split("\r\n\r\n")
+            .next()
+            .unwrap_or("")
+            .replace("\r\n ", " ");
+        let to = head.lines().find(|l| l.starts_with("To: ")).unwrap_or("");
+        for i in [0, 50, 99] {
+            assert!(to.contains(&format!("r{i}@example.com")), "{to}");
+        }
+        assert_eq!(to.matches('@').count(), 100, "{to}");
     }
 
     #[test]
