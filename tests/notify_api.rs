@@ -95,11 +95,7 @@ fn amtool_lists_alerts_and_its_silences_mute_mail_survive_a_kill_and_expire() {
             })
     });
     std::thread::sleep(Duration::from_secs(3));
-    let subjects: Vec<String> = smtp
-        .received()
-        .iter()
-        .map(|m| m.header("Subject").unwrap_or_default())
-        .collect();
+    let subjects = common::smtp::subjects(&smtp.received());
     assert!(
         subjects.iter().all(|s| !s.contains("Quiet")),
         "a silenced alert was mailed: {subjects:?}"

@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::notify::{alerting_file, config, outbox_rows, wait_log, window_rule};
-use common::smtp::{Received, SmtpSink};
+use common::smtp::{SmtpSink, subjects};
 use common::{Daemon, free_port};
 
 fn now_s() -> u64 {
@@ -17,13 +17,6 @@ fn now_s() -> u64 {
         .duration_since(UNIX_EPOCH)
         .expect("clock")
         .as_secs()
-}
-
-fn subjects(mails: &[Received]) -> Vec<String> {
-    mails
-        .iter()
-        .map(|m| m.header("Subject").unwrap_or_default())
-        .collect()
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::Daemon;
 use common::notify::config;
-use common::smtp::{Received, SmtpSink};
+use common::smtp::{Received, SmtpSink, subjects};
 
 /// A rule file of always-firing alerts: (name, labels as `k: v` lines).
 fn rules(dir: &Path, alerts: &[(&str, &[(&str, &str)])]) -> String {
@@ -36,13 +36,6 @@ fn alerting(dir: &Path, port: u16, body: &str) -> String {
     )
     .expect("write alerting file");
     path.display().to_string()
-}
-
-fn subjects(mails: &[Received]) -> Vec<String> {
-    mails
-        .iter()
-        .map(|m| m.header("Subject").unwrap_or_default())
-        .collect()
 }
 
 #[test]

@@ -654,6 +654,19 @@ fn stored_groups(daemon: &Daemon) -> std::collections::BTreeMap<String, serde_js
         .collect()
 }
 
+/// Waits until AlwaysOn fires, then stops the daemon; returns AlwaysOn's firing and pending
+/// `ALERTS` keys.
+fn stop_with_always_on_firing(daemon: &mut Daemon) -> (String, String) {
+    let firing = alert_key("AlwaysOn", "firing", ",severity=\"page\"");
+    let pending = alert_key("AlwaysOn", "pending", ",severity=\"page\"");
+    wait_for(daemon, "AlwaysOn firing", 20, |e| {
+        e.value(&firing).is_some()
+    });
+    daemon.signal(rustix::process::Signal::TERM);
+    assert!(daemon.wait_exit(Duration::from_secs(5)).is_some());
+    (firing, pending)
+}
+
 /// Removes the store, as on a host that ran a version without one.
 fn remove_store(daemon: &Daemon) {
     for name in ["prismwatch.db", "prismwatch.db-wal", "prismwatch.db-shm"] {
@@ -664,13 +677,7 @@ fn remove_store(daemon: &Daemon) {
 #[test]
 fn the_alert_state_file_of_an_older_version_moves_into_the_store() {
     let (mut daemon, _dir, path) = start(RULES);
-    let firing = alert_key("AlwaysOn", "firing", ",severity=\"page\"");
-    let pending = alert_key("AlwaysOn", "pending", ",severity=\"page\"");
-    wait_for(&daemon, "AlwaysOn firing", 20, |e| {
-        e.value(&firing).is_some()
-    });
-    daemon.signal(rustix::process::Signal::TERM);
-    assert!(daemon.wait_exit(Duration::from_secs(5)).is_some());
+    let (firing, pending) = stop_with_always_on_firing(&mut daemon);
     // What an older version left: the state as a JSON file, no store.
     let groups = stored_groups(&daemon);
     remove_store(&daemon);
@@ -704,13 +711,7 @@ fn the_alert_state_file_of_an_older_version_moves_into_the_store() {
 #[test]
 fn an_unreadable_alert_state_file_is_set_aside_and_the_store_is_used() {
     let (mut daemon, _dir, _) = start(RULES);
-    let firing = alert_key("AlwaysOn", "firing", ",severity=\"page\"");
-    let pending = alert_key("AlwaysOn", "pending", ",severity=\"page\"");
-    wait_for(&daemon, "AlwaysOn firing", 20, |e| {
-        e.value(&firing).is_some()
-    });
-    daemon.signal(rustix::process::Signal::TERM);
-    assert!(daemon.wait_exit(Duration::from_secs(5)).is_some());
+    let (firing, pending) = stop_with_always_on_firing(&mut daemon);
     let state = daemon.state_dir().join("rules-state.json");
     std::fs::write(&state, b"{ not json").expect("spoil the state");
     daemon.restart();

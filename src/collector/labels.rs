@@ -15,6 +15,14 @@ impl TargetLabels {
         TargetLabels { pairs }
     }
 
+    /// Only `server`, for tests of the series a collector builds.
+    #[cfg(test)]
+    pub fn of_server(server: &str) -> TargetLabels {
+        TargetLabels {
+            pairs: vec![("server".to_string(), server.to_string())],
+        }
+    }
+
     /// The target's labels followed by `extra`.
     pub fn with<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
         let mut labels: Vec<(&str, &str)> = self

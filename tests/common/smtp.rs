@@ -29,6 +29,14 @@ impl Received {
     }
 }
 
+/// The Subject of each mail, in the order received.
+pub fn subjects(mails: &[Received]) -> Vec<String> {
+    mails
+        .iter()
+        .map(|m| m.header("Subject").unwrap_or_default())
+        .collect()
+}
+
 /// A running aiosmtpd with its output file.
 pub struct SmtpSink {
     pub port: u16,

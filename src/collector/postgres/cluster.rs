@@ -241,18 +241,9 @@ pub fn emit_txid(txid: f64, labels: &TargetLabels, batch: &mut Batch) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{CollectorSchedule, TargetCommon};
 
     fn labels() -> TargetLabels {
-        TargetLabels::new(&TargetCommon {
-            server: "db:5432".to_string(),
-            schedule: CollectorSchedule {
-                enabled: true,
-                interval: std::time::Duration::from_secs(15),
-                timeout: std::time::Duration::from_secs(5),
-            },
-            labels: Vec::new(),
-        })
+        TargetLabels::of_server("db:5432")
     }
 
     /// The batch as sorted `name{labels} value` lines.

@@ -159,18 +159,9 @@ pub fn emit_tables(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{CollectorSchedule, TargetCommon};
 
     fn labels() -> TargetLabels {
-        TargetLabels::new(&TargetCommon {
-            server: "db:5432".to_string(),
-            schedule: CollectorSchedule {
-                enabled: true,
-                interval: std::time::Duration::from_secs(15),
-                timeout: std::time::Duration::from_secs(5),
-            },
-            labels: Vec::new(),
-        })
+        TargetLabels::of_server("db:5432")
     }
 
     fn row(json: &str) -> TableRow {
